@@ -1,0 +1,328 @@
+package cli
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"strconv"
+	"strings"
+	"testing"
+
+	"mailgate/admin"
+	"mailgate/config"
+	"mailgate/eventlog"
+	"mailgate/store"
+)
+
+// scriptConsole feeds queued input lines and collects output.
+type scriptConsole struct {
+	out         bytes.Buffer
+	in          []string
+	interactive bool
+}
+
+func (c *scriptConsole) Write(p []byte) (int, error) { return c.out.Write(p) }
+func (c *scriptConsole) ReadLine(string) (string, error) {
+	if len(c.in) == 0 {
+		return "", io.EOF
+	}
+	l := c.in[0]
+	c.in = c.in[1:]
+	return l, nil
+}
+func (c *scriptConsole) ReadPassword(p string) (string, error) { return c.ReadLine(p) }
+func (c *scriptConsole) Interactive() bool                     { return c.interactive }
+
+func openService(t *testing.T, dir string) *admin.Service {
+	t.Helper()
+	db, err := store.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lg, err := eventlog.Open(dir, 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { lg.Close(); db.Close() })
+	svc, err := admin.Open(admin.Options{DB: db, Log: lg, Dev: true, HashCost: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return svc
+}
+
+// run executes lines in one session and returns the output; it fails the
+// test when a line's error state differs from wantErr.
+func run(t *testing.T, s *Session, con *scriptConsole, lines ...string) string {
+	t.Helper()
+	con.out.Reset()
+	for _, l := range lines {
+		if err := s.Run(l, con); err != nil && !errors.Is(err, ErrCommand) {
+			t.Fatalf("%q: unexpected error type %v", l, err)
+		}
+	}
+	return con.out.String()
+}
+
+func mustRun(t *testing.T, s *Session, con *scriptConsole, lines ...string) string {
+	t.Helper()
+	con.out.Reset()
+	for _, l := range lines {
+		if err := s.Run(l, con); err != nil {
+			t.Fatalf("%q failed:\n%s", l, con.out.String())
+		}
+	}
+	return con.out.String()
+}
+
+func TestTourAndRestart(t *testing.T) {
+	dir := t.TempDir()
+	svc := openService(t, dir)
+	s := NewSession(svc, "admin", false)
+	con := &scriptConsole{interactive: true}
+	mustRun(t, s, con,
+		"conf sys glo", "set host mg1", "set local-domain-name example.com", "end",
+		"config domain", "edit example.com", "set smtp-server 192.0.2.25", "next", "end",
+		"config profile tls", "edit Angou", "set level encrypt", "set action tempfail",
+		"set check-encryption-strength enable", "set encryption-strength 256", "next", "end",
+		"config policy access-control receive", "edit 1", "set recipient-pattern *@example.com",
+		"set tls-profile Angou", "set action relay", "next", "end")
+	if p := s.Prompt(); p != "mg1 # " {
+		t.Fatalf("prompt %q", p)
+	}
+	full := mustRun(t, s, con, "show full-configuration")
+	for _, want := range []string{`set hostname "mg1"`, `edit "example.com"`, `set smtp-server "192.0.2.25"`,
+		`set tls-profile "Angou"`, "set action relay", `set recipient-pattern "*@example.com"`, "set level encrypt",
+		"set private-key ENC "} {
+		if !strings.Contains(full, want) {
+			t.Errorf("show full-configuration lacks %q", want)
+		}
+	}
+	// A second service on the same data directory (a restart) shows the
+	// same text byte for byte.
+	c, _ := svc.Config()
+	if got := config.Render(c, true); got != full {
+		t.Fatalf("rendered configuration differs from show full-configuration")
+	}
+	revs, _ := svc.Revisions()
+	if len(revs) < 5 {
+		t.Fatalf("want a revision per committed block, got %d", len(revs))
+	}
+}
+
+func TestErrorsAreFortiOSLike(t *testing.T) {
+	svc := openService(t, t.TempDir())
+	s := NewSession(svc, "admin", false)
+	con := &scriptConsole{interactive: true}
+	cases := []struct {
+		lines []string
+		want  string
+	}{
+		{[]string{"frobnicate"}, "command parse error before 'frobnicate'\nCommand fail. Return code -61"},
+		{[]string{"config system global", "set admin-idle-timeout 999"}, "admin-idle-timeout: 999 is out of range 1-480\nvalue parse error before '999'\nCommand fail. Return code -651"},
+		{[]string{"set operation-mode xyz"}, "value parse error before 'xyz'"},
+		{[]string{"set nosuch 1"}, "command parse error before 'nosuch'"},
+		{[]string{"abort", "config policy access-control receive", "edit 1", "set tls-profile missing"}, "entry not found in datasource profile tls\nvalue parse error before 'missing'"},
+		{[]string{"abort", "config domain", "delete nosuch"}, "entry not found"},
+		{[]string{"abort", "show system nosuch"}, "command parse error before 'nosuch'"},
+		{[]string{"execute frob"}, "command parse error before 'frob'"},
+		{[]string{"execute config diff 9999"}, "revision 9999 not found"},
+	}
+	for _, tc := range cases {
+		out := run(t, s, con, tc.lines...)
+		if !strings.Contains(out, tc.want) {
+			t.Errorf("%v: output\n%s\nlacks\n%s", tc.lines, out, tc.want)
+		}
+	}
+}
+
+func TestBlockIsAtomicAndAbortable(t *testing.T) {
+	svc := openService(t, t.TempDir())
+	s := NewSession(svc, "admin", false)
+	con := &scriptConsole{interactive: true}
+	mustRun(t, s, con, "config system global", "set hostname half")
+	if c, _ := svc.Config(); c.System.Global.Hostname != "mailgate" {
+		t.Fatal("a change inside an open block is already committed")
+	}
+	if p := s.Prompt(); p != "mailgate (global) # " {
+		t.Fatalf("prompt %q", p)
+	}
+	mustRun(t, s, con, "abort")
+	if c, _ := svc.Config(); c.System.Global.Hostname != "mailgate" {
+		t.Fatal("abort committed")
+	}
+	// Another session commits in between: both changes survive.
+	other := NewSession(svc, "admin", false)
+	mustRun(t, s, con, "config system global", "set hostname one")
+	mustRun(t, other, &scriptConsole{}, "config system dns", "set primary 192.0.2.53", "end")
+	mustRun(t, s, con, "end")
+	c, _ := svc.Config()
+	if c.System.Global.Hostname != "one" || c.System.DNS.Primary != "192.0.2.53" {
+		t.Fatalf("lost a concurrent change: %q %q", c.System.Global.Hostname, c.System.DNS.Primary)
+	}
+}
+
+func TestInvalidBlockStaysOpenInteractively(t *testing.T) {
+	svc := openService(t, t.TempDir())
+	s := NewSession(svc, "admin", false)
+	con := &scriptConsole{interactive: true}
+	out := run(t, s, con, "config domain", "edit example.org", "end")
+	if !strings.Contains(out, "relay-type host needs smtp-server") {
+		t.Fatalf("no validation message:\n%s", out)
+	}
+	if !s.editing() {
+		t.Fatal("the block was dropped instead of reopened")
+	}
+	if p := s.Prompt(); p != "mailgate (example.org) # " {
+		t.Fatalf("reopened at %q", p)
+	}
+	mustRun(t, s, con, "set smtp-server mail.example.org", "end")
+	if c, _ := svc.Config(); len(c.Domain) != 1 {
+		t.Fatal("fixed block not committed")
+	}
+}
+
+func TestOperationModeSwitchAsks(t *testing.T) {
+	svc := openService(t, t.TempDir())
+	s := NewSession(svc, "admin", false)
+	con := &scriptConsole{interactive: true}
+	mustRun(t, s, con, "config domain", "edit example.com", "set smtp-server 192.0.2.25", "end")
+	con.in = []string{"n"}
+	out := mustRun(t, s, con, "config system global", "set operation-mode server", "end")
+	if !strings.Contains(out, "Do you want to continue? (y/n)") && !strings.Contains(out, "reset the configuration") {
+		t.Fatalf("no confirmation:\n%s", out)
+	}
+	if c, _ := svc.Config(); c.System.Global.OperationMode != "gateway" {
+		t.Fatal("mode switched on 'n'")
+	}
+	con.in = []string{"y"}
+	mustRun(t, s, con, "config system global", "set operation-mode server", "end")
+	c, _ := svc.Config()
+	if c.System.Global.OperationMode != "server" || len(c.Domain) != 0 || len(c.System.Admin) != 1 {
+		t.Fatalf("mode switch: mode %s, %d domains, %d admins", c.System.Global.OperationMode, len(c.Domain), len(c.System.Admin))
+	}
+}
+
+func TestBackupRestoreRevert(t *testing.T) {
+	svc := openService(t, t.TempDir())
+	s := NewSession(svc, "admin", false)
+	con := &scriptConsole{interactive: true}
+	mustRun(t, s, con, "config system global", "set hostname before", "end")
+	backup := mustRun(t, s, con, "execute backup config")
+	if !strings.HasPrefix(backup, "#config-version=mailgate-") {
+		t.Fatalf("backup header: %q", backup[:40])
+	}
+	mustRun(t, s, con, "config system global", "set hostname after", "end",
+		"config domain", "edit example.net", "set smtp-server 192.0.2.9", "end")
+	// Piped restore: the header line makes the rest one replacement.
+	lines := strings.Split(strings.TrimSuffix(backup, "\n"), "\n")
+	plain := &scriptConsole{in: lines[1:]}
+	if err := s.Run(lines[0], plain); err != nil {
+		t.Fatalf("restore: %s", plain.out.String())
+	}
+	c, _ := svc.Config()
+	if c.System.Global.Hostname != "before" || len(c.Domain) != 0 {
+		t.Fatalf("restore gave hostname %q, %d domains", c.System.Global.Hostname, len(c.Domain))
+	}
+	if got := mustRun(t, s, con, "show full-configuration"); !strings.HasSuffix(backup, "\n"+got) {
+		t.Fatal("restored configuration does not render as the backup did")
+	}
+	// Revert to the revision with "after".
+	revs, _ := svc.Revisions()
+	var afterID string
+	for _, r := range revs {
+		full, _ := svc.Revision(r.ID)
+		if strings.Contains(full.Text, `"example.net"`) {
+			afterID = strconv.FormatUint(r.ID, 10)
+			break
+		}
+	}
+	con.in = []string{"y"}
+	mustRun(t, s, con, "execute config revert "+afterID)
+	if c, _ := svc.Config(); c.System.Global.Hostname != "after" || len(c.Domain) != 1 {
+		t.Fatal("revert did not bring back the revision")
+	}
+	if out := mustRun(t, s, con, "execute config list"); !strings.Contains(out, "revert to revision "+afterID) {
+		t.Fatalf("list:\n%s", out)
+	}
+}
+
+func TestReadOnlyAdmin(t *testing.T) {
+	svc := openService(t, t.TempDir())
+	s := NewSession(svc, "viewer", true)
+	con := &scriptConsole{}
+	out := run(t, s, con, "config system global")
+	if !strings.Contains(out, "permission denied") {
+		t.Fatalf("read-only admin could configure:\n%s", out)
+	}
+	out = run(t, s, con, "execute factoryreset")
+	if !strings.Contains(out, "permission denied") {
+		t.Fatalf("read-only admin could reset:\n%s", out)
+	}
+	mustRun(t, s, con, "show", "get system status", "execute backup config")
+}
+
+func TestHelpAndCompletion(t *testing.T) {
+	svc := openService(t, t.TempDir())
+	s := NewSession(svc, "admin", false)
+	con := &scriptConsole{interactive: true}
+	if h := s.Help(""); !strings.Contains(h, "config") || !strings.Contains(h, "execute") {
+		t.Fatalf("top help:\n%s", h)
+	}
+	if h := s.Help("config sys"); !strings.Contains(h, "system") {
+		t.Fatalf("path help:\n%s", h)
+	}
+	if h := s.Help("config system "); !strings.Contains(h, "global") || !strings.Contains(h, "certificate") {
+		t.Fatalf("path help:\n%s", h)
+	}
+	mustRun(t, s, con, "config system global")
+	if h := s.Help("set "); !strings.Contains(h, "admin-idle-timeout") || !strings.Contains(h, "<integer 1-480>") {
+		t.Fatalf("set help:\n%s", h)
+	}
+	if h := s.Help("set operation-mode "); !strings.Contains(h, "transparent") || !strings.Contains(h, "current: gateway") {
+		t.Fatalf("value help:\n%s", h)
+	}
+	if l, _ := s.Complete("set host"); l != "set hostname " {
+		t.Fatalf("completion %q", l)
+	}
+	if l, c := s.Complete("set s"); l != "set s" || len(c) < 2 {
+		t.Fatalf("ambiguous completion %q %v", l, c)
+	}
+	if l, _ := s.Complete("set strong-crypto d"); l != "set strong-crypto disable " {
+		t.Fatalf("value completion %q", l)
+	}
+	mustRun(t, s, con, "abort")
+	if l, _ := s.Complete("exe back"); l != "exe backup " {
+		t.Fatalf("execute completion %q", l)
+	}
+}
+
+func TestMultiLineCertificateImport(t *testing.T) {
+	svc := openService(t, t.TempDir())
+	s := NewSession(svc, "admin", false)
+	con := &scriptConsole{interactive: true}
+	mustRun(t, s, con, "execute certificate local generate web mail.example.com mail.example.com")
+	c, _ := svc.Config()
+	var certPEM string
+	for _, lc := range c.System.Certificate.Local {
+		if lc.Name == "web" {
+			certPEM = lc.Certificate
+		}
+	}
+	if certPEM == "" {
+		t.Fatal("generated certificate missing")
+	}
+	out := mustRun(t, s, con, "diagnose certificate local web")
+	if !strings.Contains(out, "mail.example.com") {
+		t.Fatalf("describe:\n%s", out)
+	}
+	// A certificate pasted as a quoted multi-line value of `set certificate`
+	// (the form show full-configuration prints) is read across lines.
+	first := strings.SplitN(certPEM, "\n", 2)
+	con.in = strings.Split(first[1]+`"`, "\n")
+	mustRun(t, s, con, "config system certificate ca", "edit copy", `set certificate "`+first[0], "end")
+	c, _ = svc.Config()
+	if len(c.System.Certificate.CA) != 1 || c.System.Certificate.CA[0].Certificate != certPEM {
+		t.Fatal("multi-line value not read back exactly")
+	}
+}

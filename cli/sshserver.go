@@ -1,0 +1,677 @@
+package cli
+
+import (
+	"bytes"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/gliderlabs/ssh"
+	"golang.org/x/crypto/bcrypt"
+	gossh "golang.org/x/crypto/ssh"
+)
+
+// ErrServerClosed is returned by Serve and ListenAndServe after Close.
+var ErrServerClosed = ssh.ErrServerClosed
+
+// Defaults for the login throttling fields of ServerConfig.
+const (
+	DefaultMaxLoginFailures   = 5
+	DefaultLoginFailureWindow = 5 * time.Minute
+	DefaultLockoutDuration    = 60 * time.Second
+	DefaultMaxLockoutDuration = 15 * time.Minute
+	DefaultFailedAuthDelay    = 300 * time.Millisecond
+	DefaultLoginGraceTime     = 2 * time.Minute
+)
+
+// ServerConfig configures the administrative SSH server.
+type ServerConfig struct {
+	Addr           string // listen address for ListenAndServe, e.g. ":2222"
+	HostKeyPEM     []byte // OpenSSH PEM private host key; persisted by the caller
+	Accounts       Accounts
+	NewInterpreter func(admin string, readOnly bool) Interpreter
+	Banner         string                                           // pre-login banner, may be ""
+	Event          func(level, subsystem, user, remote, msg string) // event log sink, may be nil
+	Now            func() time.Time                                 // clock for login throttling; nil = time.Now
+
+	// Login throttling per client IP address: MaxLoginFailures failed
+	// logins within LoginFailureWindow lock the address out for
+	// LockoutDuration; every further lockout doubles the duration up to
+	// MaxLockoutDuration. Zero values select the Default* constants.
+	MaxLoginFailures   int
+	LoginFailureWindow time.Duration
+	LockoutDuration    time.Duration
+	MaxLockoutDuration time.Duration
+	// FailedAuthDelay is added to every failed password attempt (0 =
+	// default, negative = none).
+	FailedAuthDelay time.Duration
+	// LoginGraceTime bounds the time from TCP connect to the first session
+	// (0 = default, negative = unlimited).
+	LoginGraceTime time.Duration
+}
+
+// Server is the administrative SSH server.
+type Server struct {
+	cfg      ServerConfig
+	signer   gossh.Signer
+	srv      *ssh.Server
+	throttle *sshThrottle
+	done     chan struct{}
+
+	mu        sync.Mutex
+	closed    bool
+	listeners map[net.Listener]struct{}
+	conns     map[*sshConn]struct{}
+	sessions  sync.WaitGroup
+}
+
+// GenerateHostKey returns a new ed25519 host key as an OpenSSH PEM private key.
+func GenerateHostKey() ([]byte, error) {
+	_, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	block, err := gossh.MarshalPrivateKey(priv, "")
+	if err != nil {
+		return nil, err
+	}
+	return pem.EncodeToMemory(block), nil
+}
+
+// NewServer checks cfg and builds a server; it does not listen yet.
+func NewServer(cfg ServerConfig) (*Server, error) {
+	if cfg.Accounts == nil {
+		return nil, errors.New("ssh server: no accounts")
+	}
+	if cfg.NewInterpreter == nil {
+		return nil, errors.New("ssh server: no interpreter")
+	}
+	if len(cfg.HostKeyPEM) == 0 {
+		return nil, errors.New("ssh server: no host key")
+	}
+	signer, err := gossh.ParsePrivateKey(cfg.HostKeyPEM)
+	if err != nil {
+		return nil, fmt.Errorf("ssh server: host key: %w", err)
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.MaxLoginFailures <= 0 {
+		cfg.MaxLoginFailures = DefaultMaxLoginFailures
+	}
+	if cfg.LoginFailureWindow <= 0 {
+		cfg.LoginFailureWindow = DefaultLoginFailureWindow
+	}
+	if cfg.LockoutDuration <= 0 {
+		cfg.LockoutDuration = DefaultLockoutDuration
+	}
+	if cfg.MaxLockoutDuration <= 0 {
+		cfg.MaxLockoutDuration = DefaultMaxLockoutDuration
+	}
+	if cfg.MaxLockoutDuration < cfg.LockoutDuration {
+		cfg.MaxLockoutDuration = cfg.LockoutDuration
+	}
+	if cfg.FailedAuthDelay == 0 {
+		cfg.FailedAuthDelay = DefaultFailedAuthDelay
+	}
+	if cfg.LoginGraceTime == 0 {
+		cfg.LoginGraceTime = DefaultLoginGraceTime
+	}
+	s := &Server{
+		cfg:    cfg,
+		signer: signer,
+		throttle: &sshThrottle{
+			now:     cfg.Now,
+			max:     cfg.MaxLoginFailures,
+			window:  cfg.LoginFailureWindow,
+			base:    cfg.LockoutDuration,
+			maxLock: cfg.MaxLockoutDuration,
+			ips:     map[netip.Addr]*sshIPState{},
+		},
+		done:      make(chan struct{}),
+		listeners: map[net.Listener]struct{}{},
+		conns:     map[*sshConn]struct{}{},
+	}
+	banner := cfg.Banner
+	if banner != "" && banner[len(banner)-1] != '\n' {
+		banner += "\n"
+	}
+	s.srv = &ssh.Server{
+		Addr:        cfg.Addr,
+		Handler:     s.handleSession,
+		HostSigners: []ssh.Signer{signer},
+		Version:     "mailgate",
+		Banner:      banner,
+		// Both handlers are always set: with neither, gliderlabs/ssh
+		// turns client authentication off. Keyboard-interactive is not
+		// offered.
+		PasswordHandler:      s.checkPassword,
+		PublicKeyHandler:     s.checkPublicKey,
+		ConnCallback:         s.wrapConn,
+		ServerConfigCallback: s.gosshConfig,
+		ChannelHandlers:      map[string]ssh.ChannelHandler{"session": ssh.DefaultSessionHandler},
+		RequestHandlers:      map[string]ssh.RequestHandler{},
+		SubsystemHandlers:    map[string]ssh.SubsystemHandler{},
+	}
+	return s, nil
+}
+
+// HostKeyFingerprint returns the host key fingerprint as OpenSSH prints it
+// ("SHA256:...").
+func (s *Server) HostKeyFingerprint() string {
+	return gossh.FingerprintSHA256(s.signer.PublicKey())
+}
+
+// ListenAndServe listens on cfg.Addr (":22" if empty) and serves.
+func (s *Server) ListenAndServe() error {
+	addr := s.cfg.Addr
+	if addr == "" {
+		addr = ":22"
+	}
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return err
+	}
+	return s.Serve(l)
+}
+
+// Serve accepts connections on l until Close; it then returns
+// ErrServerClosed.
+func (s *Server) Serve(l net.Listener) error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		l.Close()
+		return ErrServerClosed
+	}
+	s.listeners[l] = struct{}{}
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.listeners, l)
+		s.mu.Unlock()
+	}()
+	err := s.srv.Serve(l)
+	if s.isClosed() {
+		return ErrServerClosed
+	}
+	return err
+}
+
+// Close stops the listeners, ends every connection and session and waits
+// (a bounded time) for the session handlers to return.
+func (s *Server) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	close(s.done)
+	var ls []net.Listener
+	for l := range s.listeners {
+		ls = append(ls, l)
+	}
+	var cs []*sshConn
+	for c := range s.conns {
+		cs = append(cs, c)
+	}
+	s.mu.Unlock()
+
+	err := s.srv.Close()
+	if errors.Is(err, net.ErrClosed) {
+		err = nil
+	}
+	for _, l := range ls {
+		l.Close()
+	}
+	for _, c := range cs {
+		c.Close()
+	}
+	finished := make(chan struct{})
+	go func() {
+		s.sessions.Wait()
+		close(finished)
+	}()
+	t := time.NewTimer(5 * time.Second)
+	defer t.Stop()
+	select {
+	case <-finished:
+	case <-t.C:
+	}
+	return err
+}
+
+func (s *Server) isClosed() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.closed
+}
+
+// beginSession registers a session handler unless the server is closing.
+func (s *Server) beginSession() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return false
+	}
+	s.sessions.Add(1)
+	return true
+}
+
+func (s *Server) event(level, user, remote, msg string) {
+	if s.cfg.Event != nil {
+		s.cfg.Event(level, "admin", user, remote, msg)
+	}
+}
+
+// pause delays a failed password attempt; it does not hold any lock and
+// ends early when the server closes.
+func (s *Server) pause() {
+	d := s.cfg.FailedAuthDelay
+	if d <= 0 {
+		return
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-s.done:
+	}
+}
+
+// authFailure counts a failed login from ip and logs it.
+func (s *Server) authFailure(ip netip.Addr, user, remote, reason string) {
+	lock := s.throttle.fail(ip)
+	s.event("warning", user, remote, "login failed: "+reason)
+	if lock > 0 {
+		s.event("warning", user, remote, fmt.Sprintf("login locked out: %d failures, further logins from %s refused for %s",
+			s.cfg.MaxLoginFailures, remote, lock))
+	}
+}
+
+// ---- connections ----
+
+type sshConnKey struct{}
+
+// sshConn wraps every accepted TCP connection: it lets Close reach
+// connections still in the handshake, enforces the login grace time and
+// keeps the per-connection bookkeeping of authentication attempts. That
+// bookkeeping is only ever used to refuse, never to grant access.
+type sshConn struct {
+	net.Conn
+	srv    *Server
+	ip     netip.Addr
+	remote string
+
+	mu        sync.Mutex
+	grace     time.Time       // deadline until the first session starts
+	accepted  map[string]bool // names whose credentials a handler accepted
+	authUser  string          // user the SSH handshake authenticated
+	authOK    bool
+	pwFailed  bool   // a password failure was already counted
+	pkUser    string // last rejected public-key attempt, counted at close
+	pkReason  string
+	closeOnce sync.Once
+}
+
+func (s *Server) wrapConn(ctx ssh.Context, conn net.Conn) net.Conn {
+	c := &sshConn{Conn: conn, srv: s, accepted: map[string]bool{}}
+	c.ip = sshRemoteIP(conn.RemoteAddr())
+	c.remote = sshRemoteString(c.ip, conn.RemoteAddr())
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.conns[c] = struct{}{}
+	s.mu.Unlock()
+	if s.cfg.LoginGraceTime > 0 {
+		c.grace = time.Now().Add(s.cfg.LoginGraceTime)
+		conn.SetDeadline(c.grace)
+	}
+	ctx.SetValue(sshConnKey{}, c)
+	return c
+}
+
+func sshConnOf(ctx ssh.Context) *sshConn {
+	c, _ := ctx.Value(sshConnKey{}).(*sshConn)
+	return c
+}
+
+// SetDeadline keeps the login grace deadline in force: gliderlabs/ssh
+// resets the deadline on every read and write.
+func (c *sshConn) SetDeadline(t time.Time) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.grace.IsZero() && (t.IsZero() || c.grace.Before(t)) {
+		t = c.grace
+	}
+	return c.Conn.SetDeadline(t)
+}
+
+func (c *sshConn) clearGrace() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.grace.IsZero() {
+		c.grace = time.Time{}
+		c.Conn.SetDeadline(time.Time{})
+	}
+}
+
+func (c *sshConn) Close() error {
+	err := c.Conn.Close()
+	c.closeOnce.Do(func() {
+		c.srv.mu.Lock()
+		delete(c.srv.conns, c)
+		c.srv.mu.Unlock()
+		c.mu.Lock()
+		count := !c.authOK && !c.pwFailed && c.pkReason != ""
+		user, reason := c.pkUser, c.pkReason
+		c.mu.Unlock()
+		// Public-key rejections count as one failure per connection, so
+		// that a client offering several keys before the right one is not
+		// locked out.
+		if count {
+			c.srv.authFailure(c.ip, user, c.remote, reason)
+		}
+	})
+	return err
+}
+
+func (c *sshConn) accept(user string) {
+	c.mu.Lock()
+	c.accepted[user] = true
+	c.mu.Unlock()
+}
+
+func (c *sshConn) passwordFailed() {
+	c.mu.Lock()
+	c.pwFailed = true
+	c.mu.Unlock()
+}
+
+func (c *sshConn) publicKeyRejected(user, reason string) {
+	c.mu.Lock()
+	c.pkUser, c.pkReason = user, reason
+	c.mu.Unlock()
+}
+
+// handshakeDone records the user the SSH layer authenticated; it is only
+// accepted if one of our handlers approved that very name.
+func (c *sshConn) handshakeDone(user string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.accepted[user] {
+		c.authOK, c.authUser = true, user
+	}
+	return c.authOK
+}
+
+func (c *sshConn) authenticated(user string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.authOK && c.authUser == user
+}
+
+func (s *Server) gosshConfig(ctx ssh.Context) *gossh.ServerConfig {
+	c := sshConnOf(ctx)
+	return &gossh.ServerConfig{
+		MaxAuthTries: 6,
+		// Called by x/crypto/ssh with the metadata of the attempt itself
+		// (the right user name); err == nil only on the final success.
+		AuthLogCallback: func(md gossh.ConnMetadata, method string, err error) {
+			if err == nil && c != nil && c.handshakeDone(md.User()) {
+				s.throttle.success(c.ip)
+			}
+		},
+	}
+}
+
+// ---- authentication ----
+
+// sshNextAttempt makes gliderlabs/ssh refresh the connection metadata
+// (notably the user name) in ctx before the next authentication callback.
+// It only records it on the first callback, yet a client may change the
+// user name between attempts; without this a later attempt for "admin"
+// would be checked against the credentials of the first name tried.
+func sshNextAttempt(ctx ssh.Context) {
+	ctx.SetValue(ssh.ContextKeySessionID, nil)
+}
+
+var sshDummyHash = sync.OnceValue(func() []byte {
+	h, err := bcrypt.GenerateFromPassword([]byte("mailgate-no-such-admin"), bcrypt.DefaultCost)
+	if err != nil {
+		panic(err)
+	}
+	return h
+})
+
+func (s *Server) checkPassword(ctx ssh.Context, password string) bool {
+	defer sshNextAttempt(ctx)
+	c := sshConnOf(ctx)
+	if c == nil {
+		return false
+	}
+	user := ctx.User()
+	if s.throttle.locked(c.ip) {
+		s.pause()
+		return false
+	}
+	info, ok := s.cfg.Accounts.Admin(user)
+	match := false
+	switch {
+	case !ok:
+		bcrypt.CompareHashAndPassword(sshDummyHash(), []byte(password))
+	case info.PasswordHash == "":
+		bcrypt.CompareHashAndPassword(sshDummyHash(), []byte(password))
+		match = password == ""
+	default:
+		match = bcrypt.CompareHashAndPassword([]byte(info.PasswordHash), []byte(password)) == nil
+	}
+	var reason string
+	switch {
+	case !ok:
+		reason = "unknown user"
+	case !match:
+		reason = "invalid password"
+	case !sshTrusted(info.TrustHosts, c.ip):
+		reason = "not a trusted host"
+	default:
+		c.accept(user)
+		return true
+	}
+	c.passwordFailed()
+	s.authFailure(c.ip, user, c.remote, reason)
+	s.pause()
+	return false
+}
+
+func (s *Server) checkPublicKey(ctx ssh.Context, key ssh.PublicKey) bool {
+	defer sshNextAttempt(ctx)
+	c := sshConnOf(ctx)
+	if c == nil {
+		return false
+	}
+	user := ctx.User()
+	if s.throttle.locked(c.ip) {
+		return false
+	}
+	info, ok := s.cfg.Accounts.Admin(user)
+	var reason string
+	switch {
+	case !ok:
+		reason = "unknown user"
+	case !sshKeyAllowed(info.PublicKeys, key):
+		reason = "public key not accepted"
+	case !sshTrusted(info.TrustHosts, c.ip):
+		reason = "not a trusted host"
+	default:
+		c.accept(user)
+		return true
+	}
+	c.publicKeyRejected(user, reason)
+	return false
+}
+
+func sshKeyAllowed(lines []string, key gossh.PublicKey) bool {
+	want := key.Marshal()
+	for _, line := range lines {
+		pk, _, opts, _, err := gossh.ParseAuthorizedKey([]byte(line))
+		if err != nil {
+			continue
+		}
+		certAuthority := false
+		for _, o := range opts {
+			if o == "cert-authority" {
+				certAuthority = true
+			}
+		}
+		if !certAuthority && bytes.Equal(pk.Marshal(), want) {
+			return true
+		}
+	}
+	return false
+}
+
+func sshRemoteIP(a net.Addr) netip.Addr {
+	switch a := a.(type) {
+	case *net.TCPAddr:
+		ip, _ := netip.AddrFromSlice(a.IP)
+		return ip.Unmap()
+	case nil:
+		return netip.Addr{}
+	}
+	if ap, err := netip.ParseAddrPort(a.String()); err == nil {
+		return ap.Addr().Unmap()
+	}
+	return netip.Addr{}
+}
+
+func sshRemoteString(ip netip.Addr, a net.Addr) string {
+	if ip.IsValid() {
+		return ip.String()
+	}
+	if a != nil {
+		return a.String()
+	}
+	return ""
+}
+
+// sshTrusted reports whether ip is allowed by an admin's trusted hosts (all
+// addresses when there are none).
+func sshTrusted(hosts []netip.Prefix, ip netip.Addr) bool {
+	if len(hosts) == 0 {
+		return true
+	}
+	if !ip.IsValid() {
+		return false
+	}
+	ip = ip.Unmap()
+	for _, p := range hosts {
+		if p.Addr().Is4In6() && p.Bits() >= 96 {
+			p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96)
+		}
+		if p.Contains(ip) {
+			return true
+		}
+	}
+	return false
+}
+
+// ---- throttling ----
+
+type sshThrottle struct {
+	now     func() time.Time
+	max     int
+	window  time.Duration
+	base    time.Duration
+	maxLock time.Duration
+
+	mu  sync.Mutex
+	ips map[netip.Addr]*sshIPState
+}
+
+type sshIPState struct {
+	fails []time.Time // failures inside the window
+	until time.Time   // locked out until
+	level int         // lockouts so far (decays after a quiet period)
+}
+
+func (t *sshThrottle) locked(ip netip.Addr) bool {
+	now := t.now()
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	st := t.ips[ip]
+	return st != nil && now.Before(st.until)
+}
+
+// fail records a failure and returns the lockout duration when this
+// failure starts a lockout (0 otherwise).
+func (t *sshThrottle) fail(ip netip.Addr) time.Duration {
+	now := t.now()
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	st := t.ips[ip]
+	if st == nil {
+		if len(t.ips) >= 4096 {
+			t.pruneLocked(now)
+		}
+		st = &sshIPState{}
+		t.ips[ip] = st
+	}
+	if now.Before(st.until) {
+		return 0
+	}
+	if st.level > 0 && now.Sub(st.until) > t.maxLock {
+		st.level = 0
+	}
+	kept := st.fails[:0]
+	for _, f := range st.fails {
+		if now.Sub(f) < t.window {
+			kept = append(kept, f)
+		}
+	}
+	st.fails = append(kept, now)
+	if len(st.fails) < t.max {
+		return 0
+	}
+	st.fails = nil
+	st.level++
+	d := t.base
+	for i := 1; i < st.level && d < t.maxLock; i++ {
+		d *= 2
+	}
+	d = min(d, t.maxLock)
+	st.until = now.Add(d)
+	return d
+}
+
+// success forgets the failures of ip; the lockout level is kept (it
+// decays after a quiet period) so that a shared address does not shorten
+// an attacker's lockouts.
+func (t *sshThrottle) success(ip netip.Addr) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if st := t.ips[ip]; st != nil {
+		st.fails = nil
+		if st.level == 0 {
+			delete(t.ips, ip)
+		}
+	}
+}
+
+func (t *sshThrottle) pruneLocked(now time.Time) {
+	for ip, st := range t.ips {
+		recent := len(st.fails) > 0 && now.Sub(st.fails[len(st.fails)-1]) < t.window
+		if !recent && now.Sub(st.until) > t.maxLock {
+			delete(t.ips, ip)
+		}
+	}
+}

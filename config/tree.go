@@ -1,0 +1,234 @@
+// Package config owns mailgate's configuration tree: the typed Go structs
+// below are the single source of truth for every setting. The schema that
+// the CLI, the web UI, `show full-configuration` and backup/restore use is
+// derived from these structs by reflection, so adding a setting is one
+// struct field with its tags:
+//
+//	cfg:"name[,key|group]"  attribute, table key, or a group of sections
+//	help:"..."              one line of help shown by '?'
+//	type:"text|ip|prefix|password|secret|ref"   value syntax for strings
+//	enum:"a|b|c"            allowed values (string or []string)
+//	range:"min-max"         integer range
+//	default:"..."           factory value in CLI syntax
+//	ref:"profile tls"       the table a ref names
+//	check:"hostname|..."    an extra value check (see checks in value.go)
+//
+// A struct field whose type is a struct is a section (`config system dns`),
+// a slice of structs is a table of entries (`config domain` / `edit ...`).
+package config
+
+// Config is the whole appliance configuration.
+type Config struct {
+	System      System      `cfg:"system,group"`
+	Mailsetting Mailsetting `cfg:"mailsetting,group"`
+	Domain      []Domain    `cfg:"domain" help:"Protected domains."`
+	Profile     Profile     `cfg:"profile,group"`
+	Policy      Policy      `cfg:"policy,group"`
+}
+
+// System groups the appliance's own settings.
+type System struct {
+	Global      Global       `cfg:"global" help:"Global system settings."`
+	Admin       []Admin      `cfg:"admin" help:"Administrator accounts."`
+	DNS         DNS          `cfg:"dns" help:"DNS resolvers."`
+	Interface   []Interface  `cfg:"interface" help:"Network interfaces."`
+	Route       []Route      `cfg:"route" help:"Static routes."`
+	Certificate Certificates `cfg:"certificate,group"`
+}
+
+// Global is `config system global`.
+type Global struct {
+	Hostname           string   `cfg:"hostname" default:"mailgate" check:"hostname" help:"Host name of this appliance."`
+	OperationMode      string   `cfg:"operation-mode" enum:"gateway|server|transparent" default:"gateway" help:"Operation mode; changing it resets the configuration."`
+	LocalDomainName    string   `cfg:"local-domain-name" check:"domain" help:"Local domain name of this appliance."`
+	DefaultCertificate string   `cfg:"default-certificate" type:"ref" ref:"system certificate local" default:"Factory" help:"Certificate used when no other matches the requested name."`
+	AdminIdleTimeout   int      `cfg:"admin-idle-timeout" range:"1-480" default:"15" help:"Idle timeout of admin sessions, in minutes."`
+	SSLVersions        []string `cfg:"ssl-versions" enum:"tls1_0|tls1_1|tls1_2|tls1_3" default:"tls1_2 tls1_3" help:"TLS versions offered by the appliance's services."`
+	StrongCrypto       bool     `cfg:"strong-crypto" default:"enable" help:"Only strong ciphers (AEAD, forward secrecy)."`
+	Timezone           string   `cfg:"timezone" default:"UTC" check:"timezone" help:"Time zone (IANA name, e.g. Europe/Berlin)."`
+	PortSSH            int      `cfg:"port-ssh" range:"1-65535" default:"22" help:"SSH CLI port."`
+	PortHTTPS          int      `cfg:"port-https" range:"1-65535" default:"443" help:"Web UI port."`
+}
+
+// Admin is one `config system admin` entry.
+type Admin struct {
+	Name          string `cfg:"name,key" check:"username"`
+	Password      string `cfg:"password" type:"password" help:"Password (stored as a bcrypt hash)."`
+	SSHPublicKey1 string `cfg:"ssh-public-key1" check:"authkey" help:"SSH public key (authorized_keys format)."`
+	SSHPublicKey2 string `cfg:"ssh-public-key2" check:"authkey" help:"SSH public key (authorized_keys format)."`
+	SSHPublicKey3 string `cfg:"ssh-public-key3" check:"authkey" help:"SSH public key (authorized_keys format)."`
+	Trusthost1    string `cfg:"trusthost1" type:"prefix" default:"0.0.0.0/0" help:"Trusted host network (IPv4 or IPv6)."`
+	Trusthost2    string `cfg:"trusthost2" type:"prefix" default:"::/0" help:"Trusted host network (IPv4 or IPv6)."`
+	Trusthost3    string `cfg:"trusthost3" type:"prefix" help:"Trusted host network (IPv4 or IPv6)."`
+	AccessProfile string `cfg:"access-profile" enum:"super_admin_prof|read_only_prof" default:"super_admin_prof" help:"Access profile."`
+	Comments      string `cfg:"comments" help:"Comments."`
+}
+
+// DNS is `config system dns`.
+type DNS struct {
+	Primary   string `cfg:"primary" type:"ip" help:"Primary DNS server (empty: from DHCP or resolv.conf)."`
+	Secondary string `cfg:"secondary" type:"ip" help:"Secondary DNS server."`
+}
+
+// Interface is one `config system interface` entry.
+type Interface struct {
+	Name        string   `cfg:"name,key" check:"ifname"`
+	Mode        string   `cfg:"mode" enum:"static|dhcp" default:"dhcp" help:"Addressing mode."`
+	IP          string   `cfg:"ip" type:"prefix" help:"Address and prefix length in static mode, e.g. 192.0.2.10/24."`
+	AllowAccess []string `cfg:"allowaccess" enum:"ping|ssh|https|smtp" default:"ping ssh https smtp" help:"Services reachable on this interface."`
+}
+
+// Route is one `config system route` entry.
+type Route struct {
+	ID          int    `cfg:"id,key"`
+	Destination string `cfg:"destination" type:"prefix" default:"0.0.0.0/0" help:"Destination network."`
+	Gateway     string `cfg:"gateway" type:"ip" help:"Gateway address."`
+}
+
+// Certificates groups the certificate stores.
+type Certificates struct {
+	Local  []LocalCert `cfg:"local" help:"Server certificates with their private keys."`
+	CA     []CACert    `cfg:"ca" help:"Trusted CA certificates."`
+	Remote []CACert    `cfg:"remote" help:"Certificates of remote peers."`
+}
+
+// LocalCert is a certificate with its private key.
+type LocalCert struct {
+	Name        string `cfg:"name,key" check:"objname"`
+	Certificate string `cfg:"certificate" type:"text" help:"Certificate chain in PEM, leaf first."`
+	PrivateKey  string `cfg:"private-key" type:"secret" help:"Private key in PEM (stored encrypted)."`
+	Comments    string `cfg:"comments" help:"Comments."`
+}
+
+// CACert is a certificate without a key (trusted CA or remote peer).
+type CACert struct {
+	Name        string `cfg:"name,key" check:"objname"`
+	Certificate string `cfg:"certificate" type:"text" help:"Certificate in PEM."`
+	Comments    string `cfg:"comments" help:"Comments."`
+}
+
+// Mailsetting groups mail transfer settings.
+type Mailsetting struct {
+	MailServerSettings MailServerSettings `cfg:"mail-server-settings" help:"Mail service ports and options."`
+	RelayServer        []RelayServer      `cfg:"relayserver" help:"Relay hosts (smarthosts) for outgoing mail."`
+	StartTLS           StartTLS           `cfg:"starttls" help:"Outbound STARTTLS policy."`
+	Queue              Queue              `cfg:"queue" help:"Mail queue retry schedule."`
+}
+
+// MailServerSettings is `config mailsetting mail-server-settings`.
+type MailServerSettings struct {
+	SMTPPort          int    `cfg:"smtp-port" range:"1-65535" default:"25" help:"SMTP port."`
+	SMTPSStatus       bool   `cfg:"smtps-status" default:"enable" help:"SMTP over implicit TLS."`
+	SMTPSPort         int    `cfg:"smtps-port" range:"1-65535" default:"465" help:"SMTPS port."`
+	SMTPMSAStatus     bool   `cfg:"smtp-msa-status" default:"enable" help:"Message submission (MSA) service."`
+	SMTPMSAPort       int    `cfg:"smtp-msa-port" range:"1-65535" default:"587" help:"Submission port."`
+	POP3Port          int    `cfg:"pop3-port" range:"1-65535" default:"110" help:"POP3 port (server mode)."`
+	POP3SPort         int    `cfg:"pop3s-port" range:"1-65535" default:"995" help:"POP3S port (server mode)."`
+	IMAPPort          int    `cfg:"imap-port" range:"1-65535" default:"143" help:"IMAP port (server mode)."`
+	IMAPSPort         int    `cfg:"imaps-port" range:"1-65535" default:"993" help:"IMAPS port (server mode)."`
+	DefaultAuthDomain string `cfg:"default-auth-domain" check:"domain" help:"Domain appended to user names without one at SMTP AUTH."`
+}
+
+// RelayServer is one relay host (smarthost).
+type RelayServer struct {
+	Name         string `cfg:"name,key" check:"objname"`
+	Server       string `cfg:"server" check:"host" help:"Relay host name or address."`
+	Port         int    `cfg:"port" range:"1-65535" default:"25" help:"Relay port."`
+	SMTPS        bool   `cfg:"smtps" default:"disable" help:"Implicit TLS to the relay."`
+	AuthStatus   bool   `cfg:"auth-status" default:"disable" help:"Authenticate to the relay."`
+	AuthUsername string `cfg:"auth-username" help:"User name for relay authentication."`
+	AuthPassword string `cfg:"auth-password" type:"secret" help:"Password for relay authentication (stored encrypted)."`
+}
+
+// StartTLS is `config mailsetting starttls`: outbound STARTTLS policy.
+type StartTLS struct {
+	Fallback     string         `cfg:"fallback" enum:"none|plain|next-retry|next-retry-any" default:"plain" help:"What to do when STARTTLS fails."`
+	IncludeHosts []string       `cfg:"include-hosts" check:"hostpattern" help:"Only these destinations use STARTTLS (example.com, .example.com, [mx.example.com])."`
+	ExcludeHosts []string       `cfg:"exclude-hosts" check:"hostpattern" help:"These destinations never use STARTTLS."`
+	HeloName     string         `cfg:"helo-name" check:"host" help:"Name sent in EHLO (empty: the host name)."`
+	HostProtocol []HostProtocol `cfg:"host-protocol" help:"TLS versions pinned per destination."`
+}
+
+// HostProtocol pins TLS versions for one destination.
+type HostProtocol struct {
+	Host        string   `cfg:"host,key" check:"hostpattern"`
+	SSLVersions []string `cfg:"ssl-versions" enum:"tls1_0|tls1_1|tls1_2|tls1_3" default:"tls1_2 tls1_3" help:"TLS versions allowed to this destination."`
+}
+
+// Queue is `config mailsetting queue`.
+type Queue struct {
+	RetryInterval int `cfg:"retry-interval" range:"1-1440" default:"15" help:"Minutes between delivery attempts."`
+	WarningTime   int `cfg:"warning-time" range:"0-240" default:"4" help:"Hours before a delay notification (0: none)."`
+	MaxTime       int `cfg:"max-time" range:"1-720" default:"120" help:"Hours a message may stay queued before it bounces."`
+}
+
+// Domain is one protected domain.
+type Domain struct {
+	Name          string `cfg:"name,key" check:"domain"`
+	RelayType     string `cfg:"relay-type" enum:"host|mx-lookup" default:"host" help:"Deliver to the named SMTP server or by MX lookup."`
+	SMTPServer    string `cfg:"smtp-server" check:"host" help:"Internal mail server of this domain."`
+	SMTPPort      int    `cfg:"smtp-port" range:"1-65535" default:"25" help:"Its port."`
+	SMTPS         bool   `cfg:"smtps" default:"disable" help:"Implicit TLS to it."`
+	FallbackHost  string `cfg:"fallback-host" check:"host" help:"Fallback mail server."`
+	FallbackPort  int    `cfg:"fallback-port" range:"1-65535" default:"25" help:"Fallback port."`
+	FallbackSMTPS bool   `cfg:"fallback-smtps" default:"disable" help:"Implicit TLS to the fallback server."`
+	Comments      string `cfg:"comments" help:"Comments."`
+}
+
+// Profile groups reusable profiles.
+type Profile struct {
+	TLS []TLSProfile `cfg:"tls" help:"TLS profiles."`
+}
+
+// TLSProfile is one `config profile tls` entry.
+type TLSProfile struct {
+	Name                    string `cfg:"name,key" check:"objname"`
+	Level                   string `cfg:"level" enum:"none|preferred|encrypt|secure" default:"preferred" help:"TLS requirement."`
+	Action                  string `cfg:"action" enum:"fail|tempfail" default:"tempfail" help:"Reply when the requirement is not met."`
+	CheckEncryptionStrength bool   `cfg:"check-encryption-strength" default:"disable" help:"Require a minimum cipher strength."`
+	EncryptionStrength      int    `cfg:"encryption-strength" range:"40-256" default:"128" help:"Minimum cipher key bits."`
+	MinSSLVersion           string `cfg:"min-ssl-version" enum:"tls1_0|tls1_1|tls1_2|tls1_3" default:"tls1_2" help:"Lowest TLS version accepted."`
+	CheckCAName             bool   `cfg:"check-ca-name" default:"disable" help:"Require the peer certificate's issuer to match ca-name (secure level)."`
+	CAName                  string `cfg:"ca-name" help:"Issuer pattern."`
+	CheckCertSubject        bool   `cfg:"check-cert-subject" default:"disable" help:"Require the peer certificate's subject to match cert-subject (secure level)."`
+	CertSubject             string `cfg:"cert-subject" help:"Subject pattern."`
+	Comments                string `cfg:"comments" help:"Comments."`
+}
+
+// Policy groups the policies.
+type Policy struct {
+	AccessControl AccessControl `cfg:"access-control,group"`
+}
+
+// AccessControl holds the ordered receive and delivery rules.
+type AccessControl struct {
+	Receive  []ReceiveRule  `cfg:"receive" help:"Rules for mail received (first match wins)."`
+	Delivery []DeliveryRule `cfg:"delivery" help:"Rules for mail delivered (first match wins)."`
+}
+
+// ReceiveRule is one `config policy access-control receive` entry.
+type ReceiveRule struct {
+	ID                   int    `cfg:"id,key"`
+	Status               bool   `cfg:"status" default:"enable" help:"Rule in use."`
+	SenderPatternType    string `cfg:"sender-pattern-type" enum:"default|regexp" default:"default" help:"Wildcards (* ?) or regular expression."`
+	SenderPattern        string `cfg:"sender-pattern" default:"*" help:"Envelope sender."`
+	RecipientPatternType string `cfg:"recipient-pattern-type" enum:"default|regexp" default:"default" help:"Wildcards (* ?) or regular expression."`
+	RecipientPattern     string `cfg:"recipient-pattern" default:"*" help:"Envelope recipient."`
+	SenderIPMask         string `cfg:"sender-ip-mask" type:"prefix" default:"0.0.0.0/0" help:"Client address and netmask."`
+	ReverseDNSPattern    string `cfg:"reverse-dns-pattern" default:"*" help:"Client reverse DNS name."`
+	Authenticated        string `cfg:"authenticated" enum:"any|yes|no" default:"any" help:"Whether the client authenticated."`
+	TLSProfile           string `cfg:"tls-profile" type:"ref" ref:"profile tls" help:"TLS profile required of the session."`
+	Action               string `cfg:"action" enum:"relay|reject|discard|safe|safe-relay|receive" default:"reject" help:"What to do with matching mail."`
+	Comments             string `cfg:"comments" help:"Comments."`
+}
+
+// DeliveryRule is one `config policy access-control delivery` entry.
+type DeliveryRule struct {
+	ID                int    `cfg:"id,key"`
+	Status            bool   `cfg:"status" default:"enable" help:"Rule in use."`
+	SenderPattern     string `cfg:"sender-pattern" default:"*" help:"Envelope sender (wildcards)."`
+	RecipientPattern  string `cfg:"recipient-pattern" default:"*" help:"Envelope recipient (wildcards)."`
+	DestinationIPMask string `cfg:"destination-ip-mask" type:"prefix" default:"0.0.0.0/0" help:"Destination address and netmask."`
+	TLSProfile        string `cfg:"tls-profile" type:"ref" ref:"profile tls" help:"TLS profile for the delivery."`
+	Comments          string `cfg:"comments" help:"Comments."`
+}

@@ -1,0 +1,129 @@
+package config
+
+import (
+	"fmt"
+	"reflect"
+	"sort"
+)
+
+// Validate checks the tree as a whole and returns every problem found, each
+// with its path; nil when the configuration can be committed.
+func Validate(c *Config, env *Env) error {
+	var errs ValidationError
+	add := func(format string, args ...any) { errs = append(errs, fmt.Sprintf(format, args...)) }
+
+	// References name existing entries.
+	visit(reflect.ValueOf(c).Elem(), Root(), func(n *Node, v reflect.Value) {
+		for _, a := range n.Attrs {
+			if a.Type != TRef {
+				continue
+			}
+			if ref := v.Field(a.field).String(); ref != "" && !HasEntry(c, a.Ref, ref) {
+				add("%s%s: %s %q does not exist", n.Path, entryLabel(n, v), a.Ref, ref)
+			}
+		}
+	})
+
+	g := &c.System.Global
+	if g.DefaultCertificate == "" {
+		add("system global: default-certificate must be set")
+	}
+	super := 0
+	for _, a := range c.System.Admin {
+		if a.AccessProfile == "super_admin_prof" {
+			super++
+		}
+	}
+	if super == 0 {
+		add("system admin: at least one administrator with access-profile super_admin_prof is required")
+	}
+	for _, i := range c.System.Interface {
+		if i.Mode == "static" && i.IP == "" {
+			add("system interface %q: static mode needs ip", i.Name)
+		}
+	}
+	for _, r := range c.System.Route {
+		if r.Gateway == "" {
+			add("system route %d: gateway must be set", r.ID)
+		}
+	}
+	for _, lc := range c.System.Certificate.Local {
+		switch {
+		case lc.Certificate == "":
+			add("system certificate local %q: certificate must be set", lc.Name)
+		case lc.PrivateKey == "":
+			add("system certificate local %q: private-key must be set", lc.Name)
+		case env != nil && env.CheckCert != nil && env.Open != nil:
+			key, err := env.Open(lc.PrivateKey)
+			if err == nil {
+				err = env.CheckCert([]byte(lc.Certificate), key)
+			}
+			if err != nil {
+				add("system certificate local %q: %v", lc.Name, err)
+			}
+		}
+	}
+	for _, d := range c.Domain {
+		if d.RelayType == "host" && d.SMTPServer == "" {
+			add("domain %q: relay-type host needs smtp-server", d.Name)
+		}
+	}
+	for _, p := range c.Profile.TLS {
+		if p.CheckCAName && p.CAName == "" {
+			add("profile tls %q: check-ca-name needs ca-name", p.Name)
+		}
+		if p.CheckCertSubject && p.CertSubject == "" {
+			add("profile tls %q: check-cert-subject needs cert-subject", p.Name)
+		}
+	}
+	for _, r := range c.Mailsetting.RelayServer {
+		if r.Server == "" {
+			add("mailsetting relayserver %q: server must be set", r.Name)
+		}
+	}
+	q := &c.Mailsetting.Queue
+	if q.WarningTime >= q.MaxTime && q.WarningTime != 0 {
+		add("mailsetting queue: warning-time (%dh) must be shorter than max-time (%dh)", q.WarningTime, q.MaxTime)
+	}
+
+	// Listening ports do not collide.
+	ports := map[int][]string{}
+	m := &c.Mailsetting.MailServerSettings
+	ports[g.PortSSH] = append(ports[g.PortSSH], "system global port-ssh")
+	ports[g.PortHTTPS] = append(ports[g.PortHTTPS], "system global port-https")
+	ports[m.SMTPPort] = append(ports[m.SMTPPort], "smtp-port")
+	if m.SMTPSStatus {
+		ports[m.SMTPSPort] = append(ports[m.SMTPSPort], "smtps-port")
+	}
+	if m.SMTPMSAStatus {
+		ports[m.SMTPMSAPort] = append(ports[m.SMTPMSAPort], "smtp-msa-port")
+	}
+	if g.OperationMode == "server" {
+		// Not a map keyed by port: two of these on one port would be one key.
+		ports[m.POP3Port] = append(ports[m.POP3Port], "pop3-port")
+		ports[m.POP3SPort] = append(ports[m.POP3SPort], "pop3s-port")
+		ports[m.IMAPPort] = append(ports[m.IMAPPort], "imap-port")
+		ports[m.IMAPSPort] = append(ports[m.IMAPSPort], "imaps-port")
+	}
+	var clash []string
+	for p, names := range ports {
+		if len(names) > 1 {
+			sort.Strings(names)
+			clash = append(clash, fmt.Sprintf("port %d is used by %v", p, names))
+		}
+	}
+	sort.Strings(clash)
+	errs = append(errs, clash...)
+
+	if len(errs) == 0 {
+		return nil
+	}
+	return errs
+}
+
+func entryLabel(n *Node, v reflect.Value) string {
+	if n.Kind != Table {
+		return ""
+	}
+	return " " + Quote(keyString(n, v))
+}
