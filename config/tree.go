@@ -22,6 +22,7 @@ type Config struct {
 	System      System      `cfg:"system,group"`
 	Mailsetting Mailsetting `cfg:"mailsetting,group"`
 	Domain      []Domain    `cfg:"domain" help:"Protected domains."`
+	User        Users       `cfg:"user,group"`
 	Profile     Profile     `cfg:"profile,group"`
 	Policy      Policy      `cfg:"policy,group"`
 }
@@ -117,16 +118,27 @@ type Mailsetting struct {
 
 // MailServerSettings is `config mailsetting mail-server-settings`.
 type MailServerSettings struct {
-	SMTPPort          int    `cfg:"smtp-port" range:"1-65535" default:"25" help:"SMTP port."`
-	SMTPSStatus       bool   `cfg:"smtps-status" default:"enable" help:"SMTP over implicit TLS."`
-	SMTPSPort         int    `cfg:"smtps-port" range:"1-65535" default:"465" help:"SMTPS port."`
-	SMTPMSAStatus     bool   `cfg:"smtp-msa-status" default:"enable" help:"Message submission (MSA) service."`
-	SMTPMSAPort       int    `cfg:"smtp-msa-port" range:"1-65535" default:"587" help:"Submission port."`
-	POP3Port          int    `cfg:"pop3-port" range:"1-65535" default:"110" help:"POP3 port (server mode)."`
-	POP3SPort         int    `cfg:"pop3s-port" range:"1-65535" default:"995" help:"POP3S port (server mode)."`
-	IMAPPort          int    `cfg:"imap-port" range:"1-65535" default:"143" help:"IMAP port (server mode)."`
-	IMAPSPort         int    `cfg:"imaps-port" range:"1-65535" default:"993" help:"IMAPS port (server mode)."`
-	DefaultAuthDomain string `cfg:"default-auth-domain" check:"domain" help:"Domain appended to user names without one at SMTP AUTH."`
+	SMTPPort          int      `cfg:"smtp-port" range:"1-65535" default:"25" help:"SMTP port."`
+	SMTPSStatus       bool     `cfg:"smtps-status" default:"enable" help:"SMTP over implicit TLS."`
+	SMTPSPort         int      `cfg:"smtps-port" range:"1-65535" default:"465" help:"SMTPS port."`
+	SMTPMSAStatus     bool     `cfg:"smtp-msa-status" default:"enable" help:"Message submission (MSA) service."`
+	SMTPMSAPort       int      `cfg:"smtp-msa-port" range:"1-65535" default:"587" help:"Submission port."`
+	POP3Port          int      `cfg:"pop3-port" range:"1-65535" default:"110" help:"POP3 port (server mode)."`
+	POP3SPort         int      `cfg:"pop3s-port" range:"1-65535" default:"995" help:"POP3S port (server mode)."`
+	IMAPPort          int      `cfg:"imap-port" range:"1-65535" default:"143" help:"IMAP port (server mode)."`
+	IMAPSPort         int      `cfg:"imaps-port" range:"1-65535" default:"993" help:"IMAPS port (server mode)."`
+	DefaultAuthDomain string   `cfg:"default-auth-domain" check:"domain" help:"Domain appended to user names without one at SMTP AUTH."`
+	SMTPStartTLS      bool     `cfg:"smtp-starttls" default:"enable" help:"Offer STARTTLS on the SMTP port."`
+	SMTPMSAMode       string   `cfg:"smtp-msa-mode" enum:"starttls|implicit" default:"starttls" help:"Submission port: STARTTLS, or implicit TLS."`
+	StartTLSExclude   []string `cfg:"starttls-exclude-hosts" help:"Clients whose reverse DNS name contains one of these are not offered STARTTLS."`
+	TLSAutodetect     bool     `cfg:"tls-autodetect" default:"disable" help:"Accept implicit TLS on plain ports (a TLS ClientHello as the first bytes)."`
+	MaxMessageSize    int      `cfg:"max-message-size" range:"1-1048576" default:"10240" help:"Largest message accepted, in KiB."`
+	MaxRecipients     int      `cfg:"max-recipients" range:"1-10000" default:"500" help:"Recipients per message."`
+	MaxConnections    int      `cfg:"max-connections" range:"1-100000" default:"2000" help:"Concurrent SMTP connections in total."`
+	MaxConnectionsIP  int      `cfg:"max-connections-per-ip" range:"1-100000" default:"50" help:"Concurrent SMTP connections per client address."`
+	CommandTimeout    int      `cfg:"command-timeout" range:"5-3600" default:"300" help:"Seconds to wait for an SMTP command."`
+	DataTimeout       int      `cfg:"data-timeout" range:"5-3600" default:"600" help:"Seconds to wait for message data."`
+	MaxLineLength     int      `cfg:"max-line-length" range:"1000-65536" default:"2000" help:"Longest SMTP line accepted, in bytes."`
 }
 
 // RelayServer is one relay host (smarthost).
@@ -162,6 +174,15 @@ type Queue struct {
 	MaxTime       int `cfg:"max-time" range:"1-720" default:"120" help:"Hours a message may stay queued before it bounces."`
 }
 
+// User is one `config user local` entry: a mail user who may authenticate
+// with SMTP AUTH (and, in server mode, owns a mailbox).
+type User struct {
+	Name     string `cfg:"name,key" check:"username"`
+	Status   bool   `cfg:"status" default:"enable" help:"Account in use."`
+	Password string `cfg:"password" type:"password" help:"Password (stored as a bcrypt hash)."`
+	Comments string `cfg:"comments" help:"Comments."`
+}
+
 // Domain is one protected domain.
 type Domain struct {
 	Name          string `cfg:"name,key" check:"domain"`
@@ -173,6 +194,11 @@ type Domain struct {
 	FallbackPort  int    `cfg:"fallback-port" range:"1-65535" default:"25" help:"Fallback port."`
 	FallbackSMTPS bool   `cfg:"fallback-smtps" default:"disable" help:"Implicit TLS to the fallback server."`
 	Comments      string `cfg:"comments" help:"Comments."`
+}
+
+// Users groups user accounts.
+type Users struct {
+	Local []User `cfg:"local" help:"Mail users (SMTP AUTH)."`
 }
 
 // Profile groups reusable profiles.

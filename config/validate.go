@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"reflect"
+	"regexp"
 	"sort"
 )
 
@@ -23,6 +24,16 @@ func Validate(c *Config, env *Env) error {
 			}
 		}
 	})
+
+	for _, r := range c.Policy.AccessControl.Receive {
+		for _, p := range [][2]string{{r.SenderPatternType, r.SenderPattern}, {r.RecipientPatternType, r.RecipientPattern}} {
+			if p[0] == "regexp" {
+				if _, err := regexp.Compile(p[1]); err != nil {
+					add("policy access-control receive %d: pattern %q is not a valid regular expression: %v", r.ID, p[1], err)
+				}
+			}
+		}
+	}
 
 	g := &c.System.Global
 	if g.DefaultCertificate == "" {
@@ -84,6 +95,15 @@ func Validate(c *Config, env *Env) error {
 	q := &c.Mailsetting.Queue
 	if q.WarningTime >= q.MaxTime && q.WarningTime != 0 {
 		add("mailsetting queue: warning-time (%dh) must be shorter than max-time (%dh)", q.WarningTime, q.MaxTime)
+	}
+
+	if f := c.Mailsetting.StartTLS.Fallback; f == "next-retry" || f == "next-retry-any" {
+		if attempts := q.MaxTime * 60 / q.RetryInterval; attempts < 3 {
+			add("mailsetting queue: fallback %s alternates TLS and plain text and needs at least 3 attempts, but max-time %dh / retry-interval %dm allows %d", f, q.MaxTime, q.RetryInterval, attempts)
+		}
+	}
+	if m := &c.Mailsetting.MailServerSettings; m.MaxConnectionsIP > m.MaxConnections {
+		add("mailsetting mail-server-settings: max-connections-per-ip (%d) exceeds max-connections (%d)", m.MaxConnectionsIP, m.MaxConnections)
 	}
 
 	// Listening ports do not collide.

@@ -200,6 +200,14 @@ func Open(dir string, maxRecords int) (*Log, error) {
 	return open(dir, maxRecords, defaultWriterConfig())
 }
 
+// OpenBounded is Open with separate bounds for the event log and the
+// history log.
+func OpenBounded(dir string, maxEvents, maxHistory int) (*Log, error) {
+	cfg := defaultWriterConfig()
+	cfg.historyMax = maxHistory
+	return open(dir, maxEvents, cfg)
+}
+
 func open(dir string, maxRecords int, cfg writerConfig) (*Log, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("eventlog: %w", err)
@@ -212,7 +220,10 @@ func open(dir string, maxRecords int, cfg writerConfig) (*Log, error) {
 		}
 		return nil, fmt.Errorf("eventlog: open %s: %w", path, err)
 	}
-	bounds := map[string]int{bucketEvents: maxRecords}
+	if cfg.historyMax == 0 {
+		cfg.historyMax = maxRecords
+	}
+	bounds := map[string]int{bucketEvents: maxRecords, bucketHistory: cfg.historyMax}
 	w, err := newWriter(db, cfg, bounds, dropNotice)
 	if err != nil {
 		db.Close()

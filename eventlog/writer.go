@@ -33,9 +33,10 @@ type entry struct {
 
 // writerConfig holds the writer's tunables; tests shrink them.
 type writerConfig struct {
-	queueSize int           // queued records before Log starts dropping
-	maxBatch  int           // records per transaction at most
-	interval  time.Duration // a batch is committed at most this long after its first record
+	queueSize  int           // queued records before Log starts dropping
+	maxBatch   int           // records per transaction at most
+	interval   time.Duration // a batch is committed at most this long after its first record
+	historyMax int           // bound of the history bucket (0: the event bound)
 }
 
 func defaultWriterConfig() writerConfig {

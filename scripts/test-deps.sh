@@ -1,15 +1,21 @@
 #!/usr/bin/env bash
-# Installs the real peers the tests talk to, when they are missing.
+# Installs the real peers the tests talk to, when they are missing:
+# OpenSSH client, OpenSSL, Postfix (smtp-source/smtp-sink and a private
+# relay instance; the machine's own mail setup is left unconfigured), swaks.
 set -euo pipefail
 need=()
 command -v ssh >/dev/null || need+=(openssh-client)
-command -v ssh-keygen >/dev/null || need+=(openssh-client)
 command -v openssl >/dev/null || need+=(openssl)
 command -v git >/dev/null || need+=(git)
+command -v swaks >/dev/null || need+=(swaks)
+[ -x /usr/sbin/postfix ] || need+=(postfix)
+command -v smtp-source >/dev/null || [ -x /usr/sbin/smtp-source ] || need+=(postfix)
 if [ ${#need[@]} -gt 0 ]; then
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
   export DEBIAN_FRONTEND=noninteractive
+  # Postfix without a system configuration: nothing listens, nothing is sent.
+  echo "postfix postfix/main_mailer_type select No configuration" | $sudo debconf-set-selections
   $sudo apt-get update -q
   $sudo apt-get install -y -q --no-install-recommends "${need[@]}"
 fi

@@ -1,0 +1,117 @@
+package policy
+
+import (
+	"crypto/tls"
+	"fmt"
+
+	"mailgate/config"
+)
+
+// TLSFailure is a TLS profile requirement a session does not meet, with the
+// SMTP reply the profile's action calls for.
+type TLSFailure struct {
+	Temp     bool // action tempfail: 4xx, keep trying; else 5xx
+	Code     int
+	Enhanced string
+	Text     string
+}
+
+func (f *TLSFailure) Error() string { return fmt.Sprintf("%d %s %s", f.Code, f.Enhanced, f.Text) }
+
+// Versions maps the configuration's TLS version names to crypto/tls.
+var Versions = map[string]uint16{
+	"tls1_0": tls.VersionTLS10, "tls1_1": tls.VersionTLS11,
+	"tls1_2": tls.VersionTLS12, "tls1_3": tls.VersionTLS13,
+}
+
+// CheckTLS evaluates profile p against a session's TLS state (nil: plain
+// text). Levels: none and preferred accept anything; encrypt requires TLS
+// of at least min-ssl-version and, with check-encryption-strength, the
+// cipher's key bits; secure also requires a verified peer certificate and,
+// when enabled, an issuer matching ca-name and a subject matching
+// cert-subject (wildcards, against the distinguished name or common name).
+func CheckTLS(p *config.TLSProfile, t *TLSInfo) *TLSFailure {
+	if p == nil || p.Level == "none" || p.Level == "preferred" {
+		return nil
+	}
+	fail := func(format string, args ...any) *TLSFailure {
+		f := &TLSFailure{Temp: p.Action == "tempfail", Text: fmt.Sprintf(format, args...)}
+		if f.Temp {
+			f.Code, f.Enhanced = 454, "4.7.0"
+		} else {
+			f.Code, f.Enhanced = 550, "5.7.0"
+		}
+		return f
+	}
+	if t == nil {
+		return fail("TLS required")
+	}
+	if min := Versions[p.MinSSLVersion]; t.Version < min {
+		return fail("TLS version %s is below %s", tls.VersionName(t.Version), tls.VersionName(min))
+	}
+	if p.CheckEncryptionStrength && t.Bits < p.EncryptionStrength {
+		return fail("cipher strength %d bits is below %d", t.Bits, p.EncryptionStrength)
+	}
+	if p.Level != "secure" {
+		return nil
+	}
+	if len(t.PeerCerts) == 0 || !t.Verified {
+		return fail("certificate not verified")
+	}
+	leaf := t.PeerCerts[0]
+	if p.CheckCAName && !MatchWildcard(p.CAName, leaf.Issuer.String()) && !MatchWildcard(p.CAName, leaf.Issuer.CommonName) {
+		return fail("certificate issuer %q does not match", leaf.Issuer.CommonName)
+	}
+	if p.CheckCertSubject && !MatchWildcard(p.CertSubject, leaf.Subject.String()) && !MatchWildcard(p.CertSubject, leaf.Subject.CommonName) {
+		return fail("certificate subject %q does not match", leaf.Subject.CommonName)
+	}
+	return nil
+}
+
+// CipherBits is the symmetric key size of a cipher suite.
+func CipherBits(suite uint16) int {
+	switch suite {
+	case tls.TLS_AES_128_GCM_SHA256, tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+		tls.TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA, tls.TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA, tls.TLS_RSA_WITH_AES_128_GCM_SHA256,
+		tls.TLS_RSA_WITH_AES_128_CBC_SHA, tls.TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA256, tls.TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA256,
+		tls.TLS_RSA_WITH_AES_128_CBC_SHA256:
+		return 128
+	case tls.TLS_RSA_WITH_3DES_EDE_CBC_SHA, tls.TLS_ECDHE_RSA_WITH_3DES_EDE_CBC_SHA:
+		return 112
+	}
+	return 256 // AES-256 and ChaCha20-Poly1305 suites
+}
+
+// Info builds TLSInfo from a connection state; verified tells whether the
+// peer chain was verified by the caller.
+func Info(cs *tls.ConnectionState, verified bool) *TLSInfo {
+	if cs == nil {
+		return nil
+	}
+	return &TLSInfo{Version: cs.Version, CipherSuite: cs.CipherSuite, Bits: CipherBits(cs.CipherSuite),
+		PeerCerts: cs.PeerCertificates, Verified: verified}
+}
+
+// Describe renders TLS state for logs and Received headers:
+// "TLSv1.3 TLS_AES_128_GCM_SHA256 128 bits", "" for plain text.
+func Describe(t *TLSInfo) string {
+	if t == nil {
+		return ""
+	}
+	return fmt.Sprintf("%s %s %d bits", VersionName(t.Version), tls.CipherSuiteName(t.CipherSuite), t.Bits)
+}
+
+// VersionName is "TLSv1.3" style (as Postfix logs it).
+func VersionName(v uint16) string {
+	switch v {
+	case tls.VersionTLS10:
+		return "TLSv1"
+	case tls.VersionTLS11:
+		return "TLSv1.1"
+	case tls.VersionTLS12:
+		return "TLSv1.2"
+	case tls.VersionTLS13:
+		return "TLSv1.3"
+	}
+	return fmt.Sprintf("0x%04x", v)
+}
