@@ -38,10 +38,11 @@ type Service struct {
 	env   *config.Env
 	certs cert.Holder
 
-	mu   sync.Mutex
-	cur  *config.Config
-	rev  uint64
-	subs []func(*config.Config)
+	mu    sync.Mutex
+	cur   *config.Config
+	rev   uint64
+	subs  []func(*config.Config)
+	queue MailQueue
 	// Reboot restarts the appliance; set by the process that owns it.
 	Reboot func()
 	// HostKeyFingerprint of the SSH CLI, for `get system status`.

@@ -54,6 +54,13 @@ func init() {
 	diagnoseSpecs = []spec{
 		{name: "log", help: "Logs.", sub: []spec{
 			{name: "event", help: "Show the newest event log records.", args: "[<count>] [<text>]", run: (*Session).eventLog},
+			{name: "history", help: "Show the newest history records (one per message and recipient).", args: "[<count>] [<text>|disposition=<d>]", run: (*Session).historyLog},
+		}},
+		{name: "mailqueue", help: "The mail queue.", sub: []spec{
+			{name: "list", help: "List queued messages with their recipients' state.", run: (*Session).queueList},
+			{name: "view", help: "Print a queued message as stored (redirect to download it).", args: "<id>", run: (*Session).queueView},
+			{name: "retry", help: "Attempt delivery now.", args: "<id>|all", run: (*Session).queueRetry, writes: true},
+			{name: "delete", help: "Delete a message from the queue.", args: "<id>", run: (*Session).queueDelete, writes: true},
 		}},
 		{name: "certificate", help: "Describe a certificate.", sub: []spec{
 			{name: "local", help: "A server certificate.", args: "<name>", run: (*Session).certInfo},
@@ -394,20 +401,11 @@ func (s *Session) describe(con Console, args []config.Token, path string) error 
 }
 
 func (s *Session) eventLog(con Console, args []config.Token) error {
-	f := eventlog.Filter{Limit: 50}
-	if len(args) > 0 {
-		if n, err := strconv.Atoi(args[0].Text); err == nil && n > 0 {
-			f.Limit = n
-			args = args[1:]
-		}
+	n, text, err := s.logArgs(con, args, "diagnose log event [<count>] [<text>]")
+	if err != nil {
+		return err
 	}
-	if len(args) > 1 {
-		return s.usage(con, args, 1, "diagnose log event [<count>] [<text>]")
-	}
-	if len(args) == 1 {
-		f.Contains = args[0].Text
-	}
-	evs, err := s.svc.Log().Query(f)
+	evs, err := s.svc.Log().Query(eventlog.Filter{Limit: n, Contains: text})
 	if err != nil {
 		return s.fail(con, err)
 	}

@@ -231,7 +231,11 @@ func (s *Session) show(con Console, cmd string, args []config.Token) error {
 		if len(args) > 0 {
 			return s.fail(con, parseError(args[0].Text))
 		}
-		fmt.Fprint(con, config.RenderAt(s.ed.Work(), s.ed.Frames(), full || cmd == "get"))
+		if cmd == "get" {
+			fmt.Fprint(con, config.RenderGet(s.ed.Work(), s.ed.Frames()))
+			return nil
+		}
+		fmt.Fprint(con, config.RenderAt(s.ed.Work(), s.ed.Frames(), full))
 		return nil
 	}
 	if len(args) == 0 {
@@ -265,6 +269,10 @@ func (s *Session) show(con Console, cmd string, args []config.Token) error {
 	}
 	if n.Parent != config.Root() && n.Parent.Kind != config.Group {
 		return s.fail(con, parseError(args[0].Text))
+	}
+	if cmd == "get" {
+		fmt.Fprint(con, config.RenderGet(c, frames))
+		return nil
 	}
 	fmt.Fprint(con, config.RenderAt(c, frames, full))
 	return nil

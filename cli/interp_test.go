@@ -326,3 +326,26 @@ func TestMultiLineCertificateImport(t *testing.T) {
 		t.Fatal("multi-line value not read back exactly")
 	}
 }
+
+func TestGetShowsAttributeValues(t *testing.T) {
+	svc := openService(t, t.TempDir())
+	s := NewSession(svc, "admin", false)
+	con := &scriptConsole{interactive: true}
+	out := mustRun(t, s, con, "get system global")
+	for _, want := range []string{"hostname            : mailgate", "strong-crypto       : enable", "ssl-versions        : tls1_2 tls1_3"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("get system global lacks %q:\n%s", want, out)
+		}
+	}
+	if out = mustRun(t, s, con, "get system admin"); out != "== [ \"admin\" ]\n" {
+		t.Errorf("get system admin: %q", out)
+	}
+	mustRun(t, s, con, "config system admin", "edit admin", "set password Str0ng#Secret")
+	if out = mustRun(t, s, con, "get"); !strings.Contains(out, "password        : *\n") || strings.Contains(out, "$2") {
+		t.Errorf("get inside an entry shows the password hash:\n%s", out)
+	}
+	mustRun(t, s, con, "abort")
+	if out = mustRun(t, s, con, "get system status"); !strings.Contains(out, "Factory certificate SHA-256") {
+		t.Errorf("status:\n%s", out)
+	}
+}

@@ -1,7 +1,9 @@
 package config
 
 import (
+	"fmt"
 	"reflect"
+	"strconv"
 	"strings"
 )
 
@@ -159,4 +161,61 @@ func (r *renderer) attrs(v reflect.Value, n *Node, indent int) {
 			r.line(indent, "unset "+a.Name)
 		}
 	}
+}
+
+// RenderGet prints the position at frames the way FortiOS `get` does: a
+// section or entry as "name : value" lines, a table as its entry names.
+func RenderGet(c *Config, frames []Frame) string {
+	v, err := resolve(c, frames)
+	if err != nil || len(frames) == 0 {
+		return ""
+	}
+	f := frames[len(frames)-1]
+	n := f.Node
+	var b strings.Builder
+	if n.Kind == Table && !f.InEntry {
+		for _, k := range Keys(v, n) {
+			if n.IntKey {
+				b.WriteString("== [ " + k + " ]\n")
+			} else {
+				b.WriteString("== [ " + Quote(k) + " ]\n")
+			}
+		}
+		return b.String()
+	}
+	width := 0
+	names := []string{}
+	if n.Kind == Table {
+		names = append(names, n.Key.Name)
+	}
+	for _, a := range n.Attrs {
+		names = append(names, a.Name)
+	}
+	for _, nm := range names {
+		width = max(width, len(nm))
+	}
+	if n.Kind == Table {
+		fmt.Fprintf(&b, "%-*s : %s\n", width, n.Key.Name, keyString(n, v))
+	}
+	for _, a := range n.Attrs {
+		val, ok := a.format(v.Field(a.field))
+		switch {
+		case !ok:
+			val = ""
+		case a.Type == TPassword || a.Type == TSecret:
+			val = "*"
+		case a.Type != TStringList:
+			if s, open := SplitLine(val); !open && len(s) == 1 && a.Type != TEnumList {
+				val = s[0].Text
+			}
+		}
+		if a.Type == TText && val != "" {
+			val = "(" + strconv.Itoa(strings.Count(val, "\n")+1) + " lines)"
+		}
+		fmt.Fprintf(&b, "%-*s : %s\n", width, a.Name, val)
+	}
+	for _, ch := range n.Children {
+		fmt.Fprintf(&b, "%-*s : (config %s)\n", width, ch.Name, ch.Name)
+	}
+	return b.String()
 }

@@ -65,3 +65,27 @@ type Result struct {
 type Deliverer interface {
 	Deliver(ctx context.Context, job *Job) []Result
 }
+
+// Message is a queued message as the admin sees it (CLI, web UI).
+type Message struct {
+	ID         string
+	From       string
+	Size       int64
+	Received   time.Time
+	Env        Envelope
+	Dead       bool // a bounce that could not be delivered: kept, not retried
+	Recipients []Recipient
+}
+
+// Recipient is the delivery state of one recipient of a queued message.
+type Recipient struct {
+	Addr         string
+	State        string // "queued", "deferred", "delivered", "bounced"
+	Attempts     int
+	FirstAttempt time.Time
+	LastAttempt  time.Time
+	NextAttempt  time.Time
+	LastError    string
+	PreferPlain  bool // next attempt in plain text (STARTTLS next-retry fallback)
+	Warned       bool // delay notification sent
+}
