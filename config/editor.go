@@ -297,7 +297,7 @@ func (e *Editor) setAttr(cmd string, args []Token) error {
 			f.Set(mv)
 			return nil
 		}
-		f.Set(val)
+		f.Set(copyValue(val))
 		return nil
 	})
 }
@@ -362,8 +362,10 @@ func (e *Editor) edit(args []Token) error {
 	}
 	// Editing an entry that exists must not recreate it with factory
 	// values when replayed on a tree where another session deleted it.
-	tv, _ := resolve(e.work, e.stack)
-	existed := findEntry(tv, n, key) >= 0
+	existed := false
+	if tv, err := resolve(e.work, e.stack); err == nil {
+		existed = findEntry(tv, n, key) >= 0
+	}
 	err = e.record(func(c *Config, v reflect.Value) error {
 		if findEntry(v, n, key) >= 0 {
 			return nil
@@ -396,7 +398,7 @@ func (e *Editor) delete(args []Token) error {
 	if err != nil {
 		return err
 	}
-	key := t.Text
+	key := normKey(n, t.Text)
 	return e.record(func(c *Config, v reflect.Value) error {
 		i := findEntry(v, n, key)
 		if i < 0 {
@@ -421,7 +423,7 @@ func (e *Editor) rename(args []Token) error {
 		}
 		return &Error{Code: CodeParse, Msg: fmt.Sprintf("command parse error before '%s'", tok), Detail: "usage: rename <name> to <new name>"}
 	}
-	old := args[0].Text
+	old := normKey(n, args[0].Text)
 	nw, err := checkKey(n, args[2])
 	if err != nil {
 		return err
@@ -458,7 +460,7 @@ func (e *Editor) move(args []Token) error {
 	if !ok {
 		return parseErr(args[1].Text)
 	}
-	a, b := args[0].Text, args[2].Text
+	a, b := normKey(n, args[0].Text), normKey(n, args[2].Text)
 	return e.record(func(c *Config, v reflect.Value) error {
 		i, j := findEntry(v, n, a), findEntry(v, n, b)
 		if i < 0 || j < 0 {
@@ -546,3 +548,13 @@ func lineText(i int, toks []Token) string {
 // Reopen pushes f back on the position stack: the CLI returns an admin to
 // where `end` was typed when the block could not be committed.
 func (e *Editor) Reopen(f Frame) { e.stack = append(e.stack, f) }
+
+// normKey writes a numbered entry's key the way edit stores it ("01" is 1).
+func normKey(n *Node, k string) string {
+	if n.IntKey {
+		if i, err := strconv.Atoi(k); err == nil {
+			return strconv.Itoa(i)
+		}
+	}
+	return k
+}

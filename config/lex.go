@@ -93,9 +93,10 @@ func Lines(text string) ([][]Token, error) {
 
 // Quote renders s as a double-quoted word that SplitLine reads back as s.
 func Quote(s string) string {
-	r := strings.NewReplacer(`\`, `\\`, `"`, `\"`)
-	return `"` + r.Replace(s) + `"`
+	return `"` + quoteReplacer.Replace(s) + `"`
 }
+
+var quoteReplacer = strings.NewReplacer(`\`, `\\`, `"`, `\"`)
 
 // IsComment reports whether a line is a comment ("#...").
 func IsComment(toks []Token) bool {

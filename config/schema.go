@@ -64,6 +64,8 @@ type Attr struct {
 	Check    string // extra check name
 	field    int
 	goKind   reflect.Kind
+	defOnce  sync.Once
+	def      reflect.Value
 }
 
 var (

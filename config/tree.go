@@ -28,13 +28,15 @@ type Config struct {
 }
 
 // System groups the appliance's own settings.
+// Certificates come first: global names the default certificate, and a
+// configuration text replayed block by block must define it first.
 type System struct {
+	Certificate Certificates `cfg:"certificate,group"`
 	Global      Global       `cfg:"global" help:"Global system settings."`
 	Admin       []Admin      `cfg:"admin" help:"Administrator accounts."`
 	DNS         DNS          `cfg:"dns" help:"DNS resolvers."`
 	Interface   []Interface  `cfg:"interface" help:"Network interfaces."`
 	Route       []Route      `cfg:"route" help:"Static routes."`
-	Certificate Certificates `cfg:"certificate,group"`
 }
 
 // Global is `config system global`.
@@ -130,7 +132,7 @@ type MailServerSettings struct {
 	DefaultAuthDomain string   `cfg:"default-auth-domain" check:"domain" help:"Domain appended to user names without one at SMTP AUTH."`
 	SMTPStartTLS      bool     `cfg:"smtp-starttls" default:"enable" help:"Offer STARTTLS on the SMTP port."`
 	SMTPMSAMode       string   `cfg:"smtp-msa-mode" enum:"starttls|implicit" default:"starttls" help:"Submission port: STARTTLS, or implicit TLS."`
-	StartTLSExclude   []string `cfg:"starttls-exclude-hosts" help:"Clients whose reverse DNS name contains one of these are not offered STARTTLS."`
+	StartTLSExclude   []string `cfg:"starttls-exclude-hosts" check:"token" help:"Clients whose reverse DNS name contains one of these are not offered STARTTLS."`
 	TLSAutodetect     bool     `cfg:"tls-autodetect" default:"disable" help:"Accept implicit TLS on plain ports (a TLS ClientHello as the first bytes)."`
 	MaxMessageSize    int      `cfg:"max-message-size" range:"1-1048576" default:"10240" help:"Largest message accepted, in KiB."`
 	MaxRecipients     int      `cfg:"max-recipients" range:"1-10000" default:"500" help:"Recipients per message."`

@@ -271,6 +271,9 @@ func matchWord(word string, choices []string) (string, bool) {
 // Matches returns the choices word selects: itself when it is one of them,
 // else every choice it is a prefix of.
 func Matches(word string, choices []string) []string {
+	if word == "" {
+		return nil // an empty word selects nothing, not everything
+	}
 	var out []string
 	for _, c := range choices {
 		if c == word {
@@ -340,6 +343,10 @@ func (a *Attr) check(s string) error {
 		if _, err := time.LoadLocation(s); err != nil {
 			return bad("unknown time zone")
 		}
+	case "token":
+		if strings.ContainsAny(s, " \t\r\n\"'\\") {
+			return bad("no spaces, quotes or backslashes")
+		}
 	case "hostpattern":
 		h := s
 		if strings.HasPrefix(h, "[") && strings.HasSuffix(h, "]") {
@@ -400,6 +407,19 @@ func (a *Attr) format(v reflect.Value) (string, bool) {
 
 // defaultValue is the factory value of the attribute.
 func (a *Attr) defaultValue() reflect.Value {
+	a.defOnce.Do(func() { a.def = a.parseDefault() })
+	return copyValue(a.def)
+}
+
+// copyValue copies list values, so that trees never share list memory.
+func copyValue(v reflect.Value) reflect.Value {
+	if v.Kind() != reflect.Slice || v.IsNil() {
+		return v
+	}
+	return reflect.ValueOf(append([]string(nil), v.Interface().([]string)...))
+}
+
+func (a *Attr) parseDefault() reflect.Value {
 	if a.Default == "" {
 		switch a.goKind {
 		case reflect.Int:

@@ -1,0 +1,222 @@
+package config_test
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+
+	"mailgate/config"
+)
+
+func TestValidateFactory(t *testing.T) {
+	for _, mode := range []string{"", "gateway", "server", "transparent"} {
+		for _, dev := range []bool{false, true} {
+			o := factoryOpts(dev)
+			o.Mode = mode
+			env := testEnv()
+			env.CheckCert = func(chain, key []byte) error {
+				if string(chain) != testCertPEM || string(key) != testKeyPEM {
+					return fmt.Errorf("certificate and key do not match")
+				}
+				return nil
+			}
+			if err := config.Validate(config.Factory(o), env); err != nil {
+				t.Errorf("Factory(mode %q, dev %v): %v", mode, dev, err)
+			}
+		}
+	}
+	if err := config.Validate(richConfig(t), testEnv()); err != nil {
+		t.Errorf("rich configuration: %v", err)
+	}
+	// Without its certificate the factory default names a missing entry.
+	err := config.Validate(config.Factory(config.FactoryOptions{}), nil)
+	if err == nil || !strings.Contains(err.Error(), `system global: system certificate local "Factory" does not exist`) {
+		t.Errorf("Factory without certificate: %v", err)
+	}
+}
+
+func TestValidateCollects(t *testing.T) {
+	text := `config system global
+    set port-ssh 22
+    set default-certificate "gone"
+end
+config system interface
+    edit port1
+        set mode static
+    next
+end
+config system route
+    edit 4
+        set destination 198.51.100.0/24
+    next
+end
+config system certificate local
+    edit nokey
+        set certificate "pem"
+    next
+    edit nocert
+    next
+end
+config mailsetting mail-server-settings
+    set smtp-port 22
+    set smtps-port 443
+    set smtp-msa-status disable
+    set smtp-msa-port 443
+end
+config mailsetting relayserver
+    edit smart
+    next
+end
+config mailsetting queue
+    set warning-time 48
+    set max-time 24
+end
+config domain
+    edit example.com
+        set relay-type host
+    next
+    edit example.org
+        set relay-type mx-lookup
+    next
+end
+config profile tls
+    edit p
+        set check-ca-name enable
+        set check-cert-subject enable
+    next
+end
+config policy access-control receive
+    edit 1
+        set tls-profile missing
+    next
+    edit 2
+        set tls-profile p
+    next
+end
+config policy access-control delivery
+    edit 3
+        set tls-profile "also missing"
+    next
+end
+`
+	c := mustParse(t, text, nil)
+	err := config.Validate(c, nil)
+	var ve config.ValidationError
+	if !errors.As(err, &ve) {
+		t.Fatalf("Validate: %v", err)
+	}
+	want := []string{
+		`system global: system certificate local "gone" does not exist`,
+		`policy access-control receive "1": profile tls "missing" does not exist`,
+		`policy access-control delivery "3": profile tls "also missing" does not exist`,
+		`system admin: at least one administrator with access-profile super_admin_prof is required`,
+		`system interface "port1": static mode needs ip`,
+		`system route 4: gateway must be set`,
+		`system certificate local "nokey": private-key must be set`,
+		`system certificate local "nocert": certificate must be set`,
+		`domain "example.com": relay-type host needs smtp-server`,
+		`profile tls "p": check-ca-name needs ca-name`,
+		`profile tls "p": check-cert-subject needs cert-subject`,
+		`mailsetting relayserver "smart": server must be set`,
+		`mailsetting queue: warning-time (48h) must be shorter than max-time (24h)`,
+		`port 22 is used by [smtp-port system global port-ssh]`,
+		`port 443 is used by [smtps-port system global port-https]`,
+	}
+	for _, w := range want {
+		if !contains(ve, w) {
+			t.Errorf("missing problem %q", w)
+		}
+	}
+	if len(ve) != len(want) {
+		t.Errorf("%d problems, want %d:\n%v", len(ve), len(want), err)
+	}
+	if contains(ve, "example.org") || contains(ve, `"2"`) || contains(ve, "port 587") {
+		t.Errorf("reports valid parts:\n%v", err)
+	}
+	if !strings.HasPrefix(err.Error(), "configuration is invalid:\n  ") {
+		t.Errorf("Error() = %q", err.Error())
+	}
+	// The same text is refused the same way every time (sorted output).
+	for i := 0; i < 5; i++ {
+		if again := config.Validate(c, nil); again.Error() != err.Error() {
+			t.Fatalf("Validate is not deterministic:\n%v\n%v", again, err)
+		}
+	}
+}
+
+func contains(ve config.ValidationError, sub string) bool {
+	for _, p := range ve {
+		if strings.Contains(p, sub) {
+			return true
+		}
+	}
+	return false
+}
+
+func TestValidatePorts(t *testing.T) {
+	cases := []struct {
+		name   string
+		script string
+		clash  string // "" when valid
+	}{
+		{"smtps disabled frees its port", "config mailsetting mail-server-settings\nset smtps-status disable\nset smtps-port 22\nend", ""},
+		{"smtps enabled", "config mailsetting mail-server-settings\nset smtps-port 22\nend", "port 22 is used by [smtps-port system global port-ssh]"},
+		{"msa", "config mailsetting mail-server-settings\nset smtp-msa-port 25\nend", "port 25 is used by [smtp-msa-port smtp-port]"},
+		{"ssh and https", "config system global\nset port-https 22\nend", "port 22 is used by [system global port-https system global port-ssh]"},
+		{"pop3 ignored in gateway mode", "config mailsetting mail-server-settings\nset pop3-port 25\nend", ""},
+		{"pop3 in server mode", "config system global\nset operation-mode server\nend\nconfig mailsetting mail-server-settings\nset pop3-port 25\nend", "port 25 is used by [pop3-port smtp-port]"},
+		{"pop3 and imap in server mode", "config system global\nset operation-mode server\nend\nconfig mailsetting mail-server-settings\nset pop3-port 143\nend", "port 143 is used by [imap-port pop3-port]"},
+		{"three on one port", "config system global\nset operation-mode server\nend\nconfig mailsetting mail-server-settings\nset pop3s-port 993\nset smtps-port 993\nend", "port 993 is used by [imaps-port pop3s-port smtps-port]"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			e := config.NewEditor(config.Factory(factoryOpts(false)), nil)
+			run(t, e, tc.script)
+			err := config.Validate(e.Work(), nil)
+			switch {
+			case tc.clash == "" && err != nil:
+				t.Fatalf("Validate: %v", err)
+			case tc.clash != "" && (err == nil || !strings.Contains(err.Error(), tc.clash)):
+				t.Fatalf("Validate: %v, want %q", err, tc.clash)
+			}
+		})
+	}
+}
+
+func TestValidateCheckCert(t *testing.T) {
+	env := testEnv()
+	env.CheckCert = func(chain, key []byte) error { return errors.New("key does not match") }
+	err := config.Validate(config.Factory(factoryOpts(false)), env)
+	if err == nil || !strings.Contains(err.Error(), `system certificate local "Factory": key does not match`) {
+		t.Fatalf("Validate: %v", err)
+	}
+	o := factoryOpts(false)
+	o.FactoryKeySealed = "sealed elsewhere"
+	env.CheckCert = func(chain, key []byte) error { return nil }
+	err = config.Validate(config.Factory(o), env)
+	if err == nil || !strings.Contains(err.Error(), `system certificate local "Factory": not sealed by this device`) {
+		t.Fatalf("Validate: %v", err)
+	}
+}
+
+func TestSwitchMode(t *testing.T) {
+	old := richConfig(t)
+	c := config.SwitchMode(old, "server")
+	if c.System.Global.OperationMode != "server" || c.System.Global.Hostname != "mg1" || c.System.Global.PortHTTPS != 8443 {
+		t.Fatalf("global %+v", c.System.Global)
+	}
+	if len(c.System.Admin) != 2 || len(c.Domain) != 0 || len(c.Profile.TLS) != 0 || len(c.Policy.AccessControl.Receive) != 0 {
+		t.Fatal("SwitchMode kept or lost the wrong tables")
+	}
+	if c.Mailsetting.MailServerSettings.SMTPPort != 2525 || c.Mailsetting.StartTLS.Fallback != "plain" {
+		t.Fatal("SwitchMode mail settings")
+	}
+	c.System.Admin[0].Name = "changed"
+	if old.System.Admin[0].Name != "admin" {
+		t.Fatal("SwitchMode shares memory with the old tree")
+	}
+	if err := config.Validate(c, testEnv()); err != nil {
+		t.Fatal(err)
+	}
+}
