@@ -210,6 +210,9 @@ func (s *Service) commitLocked(user, comment string, c *config.Config) error {
 	if err := config.Validate(c, s.env); err != nil {
 		return err
 	}
+	if comment == "" && s.cur != nil {
+		comment = "config " + strings.Join(config.ChangedPaths(s.cur, c), ", config ")
+	}
 	rev, err := s.opt.DB.Commit(user, comment, config.Render(c, true), s.opt.Now())
 	if err != nil && !errors.Is(err, store.ErrUnchanged) {
 		return fmt.Errorf("saving the configuration: %w", err)
@@ -218,34 +221,9 @@ func (s *Service) commitLocked(user, comment string, c *config.Config) error {
 	s.cur, s.rev = c, rev.ID
 	s.rebuildCerts()
 	if changed {
-		what := comment
-		if what == "" {
-			what = Summary(rev.Diff)
-		}
-		s.event(eventlog.Notice, user, "configuration revision %d committed: %s", rev.ID, what)
+		s.event(eventlog.Notice, user, "configuration revision %d committed: %s", rev.ID, comment)
 	}
 	return nil
-}
-
-// Summary names the blocks a revision's diff touches ("config system global, ...").
-func Summary(diff string) string {
-	seen := map[string]bool{}
-	var out []string
-	cur := ""
-	for _, l := range strings.Split(diff, "\n") {
-		t := strings.TrimLeft(l[min(1, len(l)):], " ")
-		if strings.HasPrefix(l, " config ") || strings.HasPrefix(l, "+config ") || strings.HasPrefix(l, "-config ") {
-			cur = strings.TrimSpace(t)
-		}
-		if (strings.HasPrefix(l, "+") || strings.HasPrefix(l, "-")) && !strings.HasPrefix(l, "+++") && !strings.HasPrefix(l, "---") && cur != "" && !seen[cur] {
-			seen[cur] = true
-			out = append(out, cur)
-		}
-	}
-	if len(out) == 0 {
-		return "changes"
-	}
-	return strings.Join(out, ", ")
 }
 
 func (s *Service) rebuildCerts() {

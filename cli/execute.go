@@ -198,9 +198,6 @@ func (s *Session) revList(con Console, args []config.Token) error {
 	fmt.Fprintf(con, "%-6s %-19s %-16s %s\n", "ID", "TIME", "ADMIN", "CHANGE")
 	for _, r := range revs {
 		what := r.Comment
-		if what == "" {
-			what = admin.Summary(r.Diff)
-		}
 		mark := ""
 		if r.ID == cur {
 			mark = " (current)"

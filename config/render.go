@@ -219,3 +219,27 @@ func RenderGet(c *Config, frames []Frame) string {
 	}
 	return b.String()
 }
+
+// ChangedPaths lists the top-level sections and tables ("system global",
+// "domain") whose content differs between a and b.
+func ChangedPaths(a, b *Config) []string {
+	var out []string
+	Root().Walk(func(n *Node) {
+		if n.Kind == Group || !isTopLevel(n) {
+			return
+		}
+		if RenderNode(a, n, true) != RenderNode(b, n, true) {
+			out = append(out, n.Path)
+		}
+	})
+	return out
+}
+
+func isTopLevel(n *Node) bool {
+	for p := n.Parent; p != nil; p = p.Parent {
+		if p.Kind != Group {
+			return false
+		}
+	}
+	return true
+}

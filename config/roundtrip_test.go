@@ -341,3 +341,17 @@ func TestRenderAt(t *testing.T) {
 		t.Fatal("RenderNode(Root) differs from Render")
 	}
 }
+
+func TestChangedPaths(t *testing.T) {
+	a := config.Factory(config.FactoryOptions{})
+	b := a.Clone()
+	b.Mailsetting.StartTLS.HostProtocol = []config.HostProtocol{{Host: "example.com", SSLVersions: []string{"tls1_2"}}}
+	b.System.Global.Hostname = "other"
+	got := config.ChangedPaths(a, b)
+	if len(got) != 2 || got[0] != "system global" || got[1] != "mailsetting starttls" {
+		t.Fatalf("ChangedPaths = %q", got)
+	}
+	if got := config.ChangedPaths(a, a.Clone()); len(got) != 0 {
+		t.Fatalf("no change reported as %q", got)
+	}
+}

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"fmt"
 	"net"
 	"os"
@@ -216,4 +217,164 @@ func TestREADMEWalkthroughWithOpenSSH(t *testing.T) {
 	if out, _ = a.ssh(newPassword, "", "admin@127.0.0.1", "show full-configuration"); out != before {
 		t.Fatalf("configuration after kill -9 differs:\n%s", out)
 	}
+}
+
+// startFresh builds and starts an appliance and sets the first password.
+func startFresh(t *testing.T) *instance {
+	t.Helper()
+	dir := t.TempDir()
+	askpass := filepath.Join(dir, "askpass")
+	if err := os.WriteFile(askpass, []byte("#!/bin/sh\nprintf '%s\\n' \"$MG_PASSWORD\"\n"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	a := &instance{t: t, bin: buildBinary(t), data: filepath.Join(dir, "data"), port: freePort(t), askpass: askpass}
+	a.start()
+	t.Cleanup(func() {
+		if a.cmd.ProcessState == nil {
+			a.stop(syscall.SIGTERM)
+		}
+	})
+	if out, code := a.ssh("", newPassword+"\n"+newPassword+"\nexit\n", "-tt", "admin@127.0.0.1"); code != 0 {
+		t.Fatalf("first login: %d\n%s", code, out)
+	}
+	return a
+}
+
+func TestEveryCommandOverOpenSSH(t *testing.T) {
+	a := startFresh(t)
+	dir := t.TempDir()
+	// A PEM certificate and a PKCS#12 file made by openssl, to import.
+	run := func(name string, args ...string) {
+		if out, err := exec.Command(name, args...).CombinedOutput(); err != nil {
+			t.Fatalf("%s %v: %v\n%s", name, args, err, out)
+		}
+	}
+	key, crt, p12 := filepath.Join(dir, "k.pem"), filepath.Join(dir, "c.pem"), filepath.Join(dir, "c.p12")
+	run("openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", key, "-out", crt,
+		"-days", "30", "-subj", "/CN=mail.example.org", "-addext", "subjectAltName=DNS:mail.example.org")
+	run("openssl", "pkcs12", "-export", "-inkey", key, "-in", crt, "-out", p12, "-passout", "pass:p12-secret")
+	keyPEM, _ := os.ReadFile(key)
+	crtPEM, _ := os.ReadFile(crt)
+	p12Raw, _ := os.ReadFile(p12)
+
+	script := []string{
+		// Tables: create, rename, move, delete, purge (with its question).
+		"config profile tls", "edit A", "set level encrypt", "next", "edit B", "next", "edit C", "next",
+		"rename B to Bee", "move C before A", "delete A", "end",
+		"show profile tls",
+		"config policy access-control receive", "edit 1", "set tls-profile Bee", "set action relay", "next", "end",
+		"config profile tls", "delete Bee", "end", // refused: in use
+		"config mailsetting starttls", "set include-hosts example.com", "append include-hosts .example.net [mx.example.org]",
+		"unset fallback", "end",
+		"show mailsetting starttls",
+		"config system global", "set admin-idle-timeout 0", "set hostname e2e", "abort",
+		"config system dns", "set primary not-an-ip", "end",
+		"config policy access-control receive", "purge", "y", "end",
+		// '?' help typed mid-line over the PTY: the help prints, the line stays.
+		"config system global", "set admin-idle?-timeout 20", "end",
+		"get system global",
+		"execute certificate local generate web mail.example.com mail.example.com",
+		"execute certificate local import pem",
+	}
+	script = append(script, strings.Split(strings.TrimSpace(string(crtPEM)+"\n"+string(keyPEM)), "\n")...)
+	script = append(script, ".", "execute certificate local import-pkcs12 p12", "p12-secret")
+	b64 := base64.StdEncoding.EncodeToString(p12Raw)
+	for len(b64) > 64 {
+		script = append(script, b64[:64])
+		b64 = b64[64:]
+	}
+	script = append(script, b64, ".",
+		"diagnose certificate local p12",
+		"execute config list",
+		"execute config diff 2",
+		"execute config revert 1", "n",
+		"execute config revert 999",
+		"exit", "")
+	out, code := a.ssh(newPassword, strings.Join(script, "\n"), "-tt", "admin@127.0.0.1")
+	if code != 0 {
+		t.Fatalf("session status %d\n%s", code, out)
+	}
+	for _, want := range []string{
+		"    edit \"C\"\n    next\n    edit \"Bee\"", // C moved before A, B renamed, A deleted
+		"The entry is used by other 1 entries",
+		"set include-hosts \"example.com\" \".example.net\" \"[mx.example.org]\"",
+		"admin-idle-timeout: 0 is out of range 1-480",
+		"value parse error before 'not-an-ip'",
+		"This operation will clear all table!",
+		"admin-idle-timeout  Idle timeout of admin sessions, in minutes. <integer 1-480>",
+		"admin-idle-timeout  : 20",
+		"Certificate \"web\" issued by the device CA.",
+		"Certificate \"pem\" imported: CN=mail.example.org",
+		"Certificate \"p12\" imported: CN=mail.example.org",
+		"Names:       mail.example.org",
+		"(current)",
+		"revision 999 not found",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("session output lacks %q", want)
+		}
+	}
+	if t.Failed() {
+		t.Logf("session output:\n%s", out)
+	}
+	cfg, _ := a.ssh(newPassword, "", "admin@127.0.0.1", "show full-configuration")
+	if strings.Contains(cfg, "BEGIN EC PRIVATE KEY") || strings.Contains(cfg, "BEGIN PRIVATE KEY") {
+		t.Fatal("a private key appears in clear in the configuration")
+	}
+	if strings.Contains(cfg, `edit "B"`) || strings.Contains(cfg, `edit "A"`) || !strings.Contains(cfg, `edit "Bee"`) {
+		t.Fatalf("rename/delete not applied:\n%s", cfg)
+	}
+
+	// Reboot: the process restarts itself and comes back with the same configuration.
+	if out, code = a.ssh(newPassword, "y\n", "admin@127.0.0.1", "execute reboot"); !strings.Contains(out, "going down") {
+		t.Fatalf("reboot: %d\n%s", code, out)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		status, code := a.ssh(newPassword, "", "admin@127.0.0.1", "get system status")
+		if code == 0 && strings.Contains(status, "Uptime") && !strings.Contains(status, "Uptime                      : 1m") {
+			if again, _ := a.ssh(newPassword, "", "admin@127.0.0.1", "show full-configuration"); again != cfg {
+				t.Fatal("configuration changed across the reboot")
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("appliance did not come back after reboot:\n%s\n%s", status, a.out)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+
+	// Factory reset: the blank first-boot password again, the Factory certificate kept.
+	fp, _ := a.ssh(newPassword, "", "admin@127.0.0.1", "get system status")
+	if out, _ = a.ssh(newPassword, "y\n", "admin@127.0.0.1", "execute factoryreset"); !strings.Contains(out, "reset to factory defaults") {
+		t.Fatalf("factoryreset:\n%s", out)
+	}
+	deadline = time.Now().Add(20 * time.Second)
+	for {
+		out, code = a.ssh("", "", "admin@127.0.0.1", "show")
+		if strings.Contains(out, "password change required") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no blank password after factory reset: %d\n%s", code, out)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	a.ssh("", newPassword+"\n"+newPassword+"\nexit\n", "-tt", "admin@127.0.0.1")
+	after, _ := a.ssh(newPassword, "", "admin@127.0.0.1", "get system status")
+	if factoryLine(fp) == "" || factoryLine(fp) != factoryLine(after) {
+		t.Fatalf("the Factory certificate changed on factory reset:\n%s\n%s", fp, after)
+	}
+	if out, _ = a.ssh(newPassword, "", "admin@127.0.0.1", "show"); strings.Contains(out, "Bee") || strings.Contains(out, "p12") {
+		t.Fatalf("factory reset kept configuration:\n%s", out)
+	}
+}
+
+func factoryLine(status string) string {
+	for _, l := range strings.Split(status, "\n") {
+		if strings.HasPrefix(l, "Factory certificate SHA-256") {
+			return l
+		}
+	}
+	return ""
 }
