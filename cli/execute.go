@@ -137,18 +137,12 @@ func (s *Session) usage(con Console, args []config.Token, want int, syntax strin
 	return s.fail(con, &config.Error{Code: config.CodeParse, Msg: fmt.Sprintf("command parse error before '%s'", tok), Detail: "usage: " + syntax})
 }
 
-// backupHeader is the first line of a backup; piping a text that starts
-// with it into a session restores it as a whole.
-func backupHeader(c *config.Config, user string) string {
-	return fmt.Sprintf("#config-version=mailgate-%s:opmode=%s:user=%s\n", admin.Version, c.System.Global.OperationMode, user)
-}
-
 func (s *Session) backup(con Console, args []config.Token) error {
 	if err := s.usage(con, args, 0, "execute backup config"); err != nil {
 		return err
 	}
 	c, _ := s.svc.Config()
-	fmt.Fprint(con, backupHeader(c, s.user)+config.Render(c, true))
+	fmt.Fprint(con, admin.BackupHeader(c, s.user)+config.Render(c, true))
 	return nil
 }
 

@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
 # Installs the real peers the tests talk to, when they are missing:
 # OpenSSH client, OpenSSL, Postfix (smtp-source/smtp-sink and a private
-# relay instance; the machine's own mail setup is left unconfigured), swaks.
+# relay instance; the machine's own mail setup is left unconfigured), swaks
+# with TLS, and headless Chromium.
 set -euo pipefail
 need=()
 command -v ssh >/dev/null || need+=(openssh-client)
 command -v openssl >/dev/null || need+=(openssl)
 command -v git >/dev/null || need+=(git)
 command -v swaks >/dev/null || need+=(swaks)
+perl -MNet::SSLeay -e1 2>/dev/null || need+=(libnet-ssleay-perl) # swaks --tls
+perl -MIO::Socket::SSL -e1 2>/dev/null || need+=(libio-socket-ssl-perl)
+command -v chromium >/dev/null || need+=(chromium) # web UI tests, headless
 [ -x /usr/sbin/postfix ] || need+=(postfix)
 command -v smtp-source >/dev/null || [ -x /usr/sbin/smtp-source ] || need+=(postfix)
 if [ ${#need[@]} -gt 0 ]; then

@@ -1,0 +1,262 @@
+package admin
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"sync"
+	"time"
+
+	"golang.org/x/crypto/bcrypt"
+
+	"mailgate/config"
+	"mailgate/eventlog"
+)
+
+// Login throttling per client IP address, shared by every administrative
+// interface of a Service: LoginMaxFailures failed logins within
+// LoginFailureWindow lock the address out for LoginLockout; every further
+// lockout doubles the duration up to LoginMaxLockout.
+const (
+	LoginMaxFailures   = 5
+	LoginFailureWindow = 5 * time.Minute
+	LoginLockout       = 60 * time.Second
+	LoginMaxLockout    = 15 * time.Minute
+)
+
+// ErrLoginFailed is returned by CheckLogin for an unknown administrator, a
+// wrong password and an address outside the trusted hosts alike; the
+// reason is only written to the event log.
+var ErrLoginFailed = errors.New("login failed")
+
+// ErrLoginThrottled is returned by CheckLogin while the client address is
+// locked out after too many failures; the credentials are not checked.
+var ErrLoginThrottled = errors.New("login failed: too many failed logins from this address, try again later")
+
+// Access is what a successful login grants.
+type Access struct {
+	Name     string
+	ReadOnly bool // access profile read_only_prof
+	// MustChangePassword is set for an administrator without a password
+	// (first boot): a new one must be chosen before anything else.
+	MustChangePassword bool
+}
+
+// CheckLogin checks an administrator's password login from ip: the bcrypt
+// hash of `config system admin` (an empty hash accepts exactly the empty
+// password and requires a new one), then the trusted hosts (trusthost1..3;
+// none set allows every address). Unknown names cost as much as known ones.
+// Failures are logged and counted against ip (see LoginThrottled); while
+// ip is locked out every attempt fails with ErrLoginThrottled.
+func (s *Service) CheckLogin(name, password string, ip netip.Addr) (Access, error) {
+	ip = ip.Unmap()
+	if s.LoginThrottled(ip) {
+		return Access{}, ErrLoginThrottled
+	}
+	c, _ := s.Config()
+	var ad *config.Admin
+	for i := range c.System.Admin {
+		if c.System.Admin[i].Name == name {
+			ad = &c.System.Admin[i]
+			break
+		}
+	}
+	match := false
+	switch {
+	case ad == nil:
+		bcrypt.CompareHashAndPassword(s.dummyHash(), []byte(password))
+	case ad.Password == "":
+		bcrypt.CompareHashAndPassword(s.dummyHash(), []byte(password))
+		match = password == ""
+	default:
+		match = bcrypt.CompareHashAndPassword([]byte(ad.Password), []byte(password)) == nil
+	}
+	var reason string
+	switch {
+	case ad == nil:
+		reason = "unknown user"
+	case !match:
+		reason = "invalid password"
+	case !TrustedHost(*ad, ip):
+		reason = "not a trusted host"
+	default:
+		s.loginThrottle().success(ip)
+		s.Event(eventlog.Information, "admin", name, remoteString(ip), "login")
+		return Access{Name: ad.Name, ReadOnly: ad.AccessProfile == "read_only_prof", MustChangePassword: ad.Password == ""}, nil
+	}
+	s.RecordLoginFailure(name, ip, reason)
+	return Access{}, ErrLoginFailed
+}
+
+// RecordLoginFailure logs a failed login of name from ip and counts it
+// towards the lockout of ip; CheckLogin calls it, other authentication
+// methods (SSH public keys) may too.
+func (s *Service) RecordLoginFailure(name string, ip netip.Addr, reason string) {
+	ip = ip.Unmap()
+	remote := remoteString(ip)
+	lock := s.loginThrottle().fail(ip, s.opt.Now())
+	s.Event(eventlog.Warning, "admin", name, remote, "login failed: "+reason)
+	if lock > 0 {
+		s.Event(eventlog.Warning, "admin", name, remote, fmt.Sprintf("login locked out: %d failures, further logins from %s refused for %s",
+			LoginMaxFailures, remote, lock))
+	}
+}
+
+// LoginThrottled reports whether logins from ip are currently refused
+// after too many failures.
+func (s *Service) LoginThrottled(ip netip.Addr) bool {
+	return s.loginThrottle().locked(ip.Unmap(), s.opt.Now())
+}
+
+// TrustedHost reports whether ip may log in as ad: inside one of its
+// trusthost1..3 prefixes, or anywhere when none is set.
+func TrustedHost(ad config.Admin, ip netip.Addr) bool {
+	var hosts []netip.Prefix
+	for _, t := range []string{ad.Trusthost1, ad.Trusthost2, ad.Trusthost3} {
+		if p, err := netip.ParsePrefix(t); err == nil {
+			hosts = append(hosts, p.Masked())
+		}
+	}
+	if len(hosts) == 0 {
+		return true
+	}
+	if !ip.IsValid() {
+		return false
+	}
+	ip = ip.Unmap()
+	for _, p := range hosts {
+		if p.Addr().Is4In6() && p.Bits() >= 96 {
+			p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96)
+		}
+		if p.Contains(ip) {
+			return true
+		}
+	}
+	return false
+}
+
+// BackupHeader is the first line of a configuration backup (`execute
+// backup config`, the web UI download); a text starting with it is
+// restored as a whole.
+func BackupHeader(c *config.Config, user string) string {
+	return fmt.Sprintf("#config-version=mailgate-%s:opmode=%s:user=%s\n", Version, c.System.Global.OperationMode, user)
+}
+
+func remoteString(ip netip.Addr) string {
+	if ip.IsValid() {
+		return ip.String()
+	}
+	return ""
+}
+
+// dummyHash is compared against when there is no real hash, at the cost
+// new passwords are hashed with, so that it takes as long.
+func (s *Service) dummyHash() []byte {
+	cost := s.opt.HashCost
+	if cost == 0 {
+		cost = bcrypt.DefaultCost
+	}
+	if h, ok := dummyHashes.Load(cost); ok {
+		return h.([]byte)
+	}
+	h, err := bcrypt.GenerateFromPassword([]byte("mailgate-no-such-admin"), cost)
+	if err != nil {
+		panic(err) // only fails for an invalid cost or without randomness
+	}
+	v, _ := dummyHashes.LoadOrStore(cost, h)
+	return v.([]byte)
+}
+
+var (
+	dummyHashes sync.Map // bcrypt cost → hash
+	throttles   sync.Map // *Service → *loginThrottle
+)
+
+func (s *Service) loginThrottle() *loginThrottle {
+	if t, ok := throttles.Load(s); ok {
+		return t.(*loginThrottle)
+	}
+	t, _ := throttles.LoadOrStore(s, &loginThrottle{ips: map[netip.Addr]*loginIPState{}})
+	return t.(*loginThrottle)
+}
+
+type loginThrottle struct {
+	mu  sync.Mutex
+	ips map[netip.Addr]*loginIPState
+}
+
+type loginIPState struct {
+	fails []time.Time // failures inside the window
+	until time.Time   // locked out until
+	level int         // lockouts so far (decays after a quiet period)
+}
+
+func (t *loginThrottle) locked(ip netip.Addr, now time.Time) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	st := t.ips[ip]
+	return st != nil && now.Before(st.until)
+}
+
+// fail records a failure and returns the lockout duration when this
+// failure starts a lockout (0 otherwise).
+func (t *loginThrottle) fail(ip netip.Addr, now time.Time) time.Duration {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	st := t.ips[ip]
+	if st == nil {
+		if len(t.ips) >= 4096 {
+			t.pruneLocked(now)
+		}
+		st = &loginIPState{}
+		t.ips[ip] = st
+	}
+	if now.Before(st.until) {
+		return 0
+	}
+	if st.level > 0 && now.Sub(st.until) > LoginMaxLockout {
+		st.level = 0
+	}
+	kept := st.fails[:0]
+	for _, f := range st.fails {
+		if now.Sub(f) < LoginFailureWindow {
+			kept = append(kept, f)
+		}
+	}
+	st.fails = append(kept, now)
+	if len(st.fails) < LoginMaxFailures {
+		return 0
+	}
+	st.fails = nil
+	st.level++
+	d := LoginLockout
+	for i := 1; i < st.level && d < LoginMaxLockout; i++ {
+		d *= 2
+	}
+	d = min(d, LoginMaxLockout)
+	st.until = now.Add(d)
+	return d
+}
+
+// success forgets the failures of ip; the lockout level is kept (it decays
+// after a quiet period) so that a shared address does not shorten an
+// attacker's lockouts.
+func (t *loginThrottle) success(ip netip.Addr) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if st := t.ips[ip]; st != nil {
+		st.fails = nil
+		if st.level == 0 {
+			delete(t.ips, ip)
+		}
+	}
+}
+
+func (t *loginThrottle) pruneLocked(now time.Time) {
+	for ip, st := range t.ips {
+		recent := len(st.fails) > 0 && now.Sub(st.fails[len(st.fails)-1]) < LoginFailureWindow
+		if !recent && now.Sub(st.until) > LoginMaxLockout {
+			delete(t.ips, ip)
+		}
+	}
+}

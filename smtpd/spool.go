@@ -1,0 +1,59 @@
+package smtpd
+
+import (
+	"bytes"
+	"io"
+	"os"
+)
+
+// spoolMemory is how much of a message is kept in memory before it moves to
+// a temporary file.
+const spoolMemory = 1 << 20
+
+// spool holds a message while it is received and checked.
+type spool struct {
+	dir string
+	mem bytes.Buffer
+	f   *os.File
+}
+
+func (s *spool) Write(p []byte) (int, error) {
+	if s.f == nil && s.mem.Len()+len(p) > spoolMemory {
+		f, err := os.CreateTemp(s.dir, "smtpd-*.eml")
+		if err != nil {
+			return 0, err
+		}
+		s.f = f
+		if _, err := f.Write(s.mem.Bytes()); err != nil {
+			return 0, err
+		}
+		s.mem = bytes.Buffer{}
+	}
+	if s.f != nil {
+		return s.f.Write(p)
+	}
+	return s.mem.Write(p)
+}
+
+// Reader returns the message from its start.
+func (s *spool) Reader() (io.Reader, error) {
+	if s.f == nil {
+		return bytes.NewReader(s.mem.Bytes()), nil
+	}
+	if _, err := s.f.Seek(0, io.SeekStart); err != nil {
+		return nil, err
+	}
+	return s.f, nil
+}
+
+// Close removes the temporary file, if any.
+func (s *spool) Close() error {
+	if s.f == nil {
+		return nil
+	}
+	name := s.f.Name()
+	err := s.f.Close()
+	os.Remove(name)
+	s.f = nil
+	return err
+}
