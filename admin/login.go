@@ -102,6 +102,14 @@ func (s *Service) RecordLoginFailure(name string, ip netip.Addr, reason string) 
 	}
 }
 
+// ClearLoginFailures forgets the failures counted against ip, as a
+// successful CheckLogin does; authentication methods that do not go
+// through CheckLogin (SSH public keys) call it after a successful login.
+// It logs nothing.
+func (s *Service) ClearLoginFailures(ip netip.Addr) {
+	s.loginThrottle().success(ip.Unmap())
+}
+
 // LoginThrottled reports whether logins from ip are currently refused
 // after too many failures.
 func (s *Service) LoginThrottled(ip netip.Addr) bool {

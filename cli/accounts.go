@@ -5,35 +5,57 @@ import (
 	"time"
 
 	"mailgate/admin"
+	"mailgate/config"
 )
 
 // ServiceAccounts answers the SSH server's questions about administrators
-// from the committed configuration of svc.
+// from the committed configuration of svc; logins are checked, logged and
+// throttled by svc itself, so that every administrative interface shares
+// one password check, one trusted-host check and one lockout per address.
 func ServiceAccounts(svc *admin.Service) Accounts { return serviceAccounts{svc} }
 
 type serviceAccounts struct{ svc *admin.Service }
 
-func (a serviceAccounts) Admin(name string) (AdminInfo, bool) {
+func (a serviceAccounts) admin(name string) (config.Admin, bool) {
 	c, _ := a.svc.Config()
 	for _, ad := range c.System.Admin {
-		if ad.Name != name {
-			continue
+		if ad.Name == name {
+			return ad, true
 		}
-		info := AdminInfo{Name: ad.Name, PasswordHash: ad.Password, ReadOnly: ad.AccessProfile == "read_only_prof"}
-		for _, k := range []string{ad.SSHPublicKey1, ad.SSHPublicKey2, ad.SSHPublicKey3} {
-			if k != "" {
-				info.PublicKeys = append(info.PublicKeys, k)
-			}
-		}
-		for _, t := range []string{ad.Trusthost1, ad.Trusthost2, ad.Trusthost3} {
-			if p, err := netip.ParsePrefix(t); err == nil {
-				info.TrustHosts = append(info.TrustHosts, p.Masked())
-			}
-		}
-		return info, true
 	}
-	return AdminInfo{}, false
+	return config.Admin{}, false
 }
+
+func (a serviceAccounts) Admin(name string) (AdminInfo, bool) {
+	ad, ok := a.admin(name)
+	if !ok {
+		return AdminInfo{}, false
+	}
+	info := AdminInfo{Name: ad.Name, ReadOnly: ad.AccessProfile == "read_only_prof", MustChangePassword: ad.Password == ""}
+	for _, k := range []string{ad.SSHPublicKey1, ad.SSHPublicKey2, ad.SSHPublicKey3} {
+		if k != "" {
+			info.PublicKeys = append(info.PublicKeys, k)
+		}
+	}
+	return info, true
+}
+
+func (a serviceAccounts) CheckLogin(name, password string, ip netip.Addr) (admin.Access, error) {
+	return a.svc.CheckLogin(name, password, ip)
+}
+
+func (a serviceAccounts) TrustedHost(name string, ip netip.Addr) bool {
+	ad, ok := a.admin(name)
+	return ok && admin.TrustedHost(ad, ip)
+}
+
+func (a serviceAccounts) LoginThrottled(ip netip.Addr) bool { return a.svc.LoginThrottled(ip) }
+
+func (a serviceAccounts) RecordLoginFailure(name string, ip netip.Addr, reason string) {
+	a.svc.RecordLoginFailure(name, ip, reason)
+}
+
+func (a serviceAccounts) ClearLoginFailures(ip netip.Addr) { a.svc.ClearLoginFailures(ip) }
 
 func (a serviceAccounts) SetPassword(name, password string) error {
 	return a.svc.SetPassword(name, name, password)

@@ -4,6 +4,8 @@ import (
 	"io"
 	"net/netip"
 	"time"
+
+	"mailgate/admin"
 )
 
 // Console is what an interpreter sees of the terminal it runs on: an
@@ -41,19 +43,41 @@ type Interpreter interface {
 	Close()
 }
 
-// AdminInfo is the part of an administrator's configuration that login
-// needs; it is read afresh for every authentication attempt and session.
+// AdminInfo is the part of an administrator's configuration that the SSH
+// server needs besides the login check; it is read afresh for every
+// authentication attempt and session.
 type AdminInfo struct {
-	Name         string
-	PasswordHash string   // bcrypt hash; "" means the empty first-boot password
-	PublicKeys   []string // authorized_keys lines
-	TrustHosts   []netip.Prefix
-	ReadOnly     bool
+	Name       string
+	PublicKeys []string // authorized_keys lines
+	ReadOnly   bool
+	// MustChangePassword is set while the administrator has the empty
+	// first-boot password: a new one must be chosen before anything else.
+	MustChangePassword bool
 }
 
-// Accounts is the administrator database as the SSH server sees it.
+// Accounts is the administrator database as the SSH server sees it. The
+// password check, the trusted hosts and the throttling of failed logins
+// per client address are those of the administration layer, shared with
+// every other administrative interface of the appliance.
 type Accounts interface {
 	Admin(name string) (AdminInfo, bool)
+	// CheckLogin checks a password login of name from ip (see
+	// admin.Service.CheckLogin): the password, the trusted hosts and the
+	// lockout of ip. It logs the outcome ("login", "login failed: ...",
+	// "login locked out: ...") and counts failures against ip.
+	CheckLogin(name, password string, ip netip.Addr) (admin.Access, error)
+	// TrustedHost reports whether the administrator name exists and may
+	// log in from ip.
+	TrustedHost(name string, ip netip.Addr) bool
+	// LoginThrottled reports whether logins from ip are refused after too
+	// many failures.
+	LoginThrottled(ip netip.Addr) bool
+	// RecordLoginFailure logs a failed login that CheckLogin did not see
+	// (a rejected public key) and counts it against ip.
+	RecordLoginFailure(name string, ip netip.Addr, reason string)
+	// ClearLoginFailures forgets the failures of ip after a successful
+	// login that CheckLogin did not see (a public key).
+	ClearLoginFailures(ip netip.Addr)
 	// SetPassword hashes and stores a new password for name as a committed
 	// configuration change; it refuses weak passwords with a clear error.
 	SetPassword(name, password string) error

@@ -37,16 +37,22 @@ func (s *Server) handleSession(sess ssh.Session) {
 	ip := sshRemoteIP(sess.RemoteAddr())
 	remote := sshRemoteString(ip, sess.RemoteAddr())
 
-	// Authorisation is decided here, afresh, from the admin name alone;
-	// nothing recorded in the context during authentication grants access.
+	// Authorisation is decided here, afresh, from the admin's current
+	// record; nothing recorded in the context during authentication grants
+	// access.
+	var method string
+	authOK := false
+	if c != nil {
+		method, authOK = c.authenticated(user)
+	}
 	info, ok := s.cfg.Accounts.Admin(user)
 	var refuse string
 	switch {
-	case c == nil || !c.authenticated(user):
+	case !authOK:
 		refuse = "authentication state mismatch"
 	case !ok:
 		refuse = "unknown user"
-	case !sshTrusted(info.TrustHosts, ip):
+	case !s.cfg.Accounts.TrustedHost(user, ip):
 		refuse = "not a trusted host"
 	}
 	if refuse != "" {
@@ -56,7 +62,10 @@ func (s *Server) handleSession(sess ssh.Session) {
 		return
 	}
 	c.clearGrace()
-	s.event("information", user, remote, "login")
+	if method == "publickey" {
+		// Accounts.CheckLogin logs password logins itself.
+		s.event("information", user, remote, "login")
+	}
 
 	var idled atomic.Bool
 	defer func() {
@@ -115,7 +124,7 @@ func (s *Server) handleSession(sess ssh.Session) {
 			tty.resize(w.Width, w.Height)
 		}
 	}()
-	if info.PasswordHash == "" && !s.forcePasswordChange(tty, user, remote) {
+	if info.MustChangePassword && !s.forcePasswordChange(tty, user, remote) {
 		sess.Exit(1)
 		return
 	}
@@ -176,7 +185,7 @@ func (s *Server) forcePasswordChange(con *sshTTY, user, remote string) bool {
 			fmt.Fprintf(con, "%v\n", err)
 			continue
 		}
-		if info, ok := s.cfg.Accounts.Admin(user); !ok || info.PasswordHash == "" {
+		if info, ok := s.cfg.Accounts.Admin(user); !ok || info.MustChangePassword {
 			con.Write([]byte("The password could not be set.\n"))
 			return false
 		}
@@ -191,7 +200,7 @@ func (s *Server) forcePasswordChange(con *sshTTY, user, remote string) bool {
 // runPlain serves a session without PTY: one exec command, or every line of
 // standard input. It returns the exit status.
 func (s *Server) runPlain(sess ssh.Session, in *sshInput, user, remote string, info AdminInfo) int {
-	if info.PasswordHash == "" {
+	if info.MustChangePassword {
 		io.WriteString(sess.Stderr(), sshNeedTTYMsg)
 		s.event("warning", user, remote, "login failed: password change required, session is not interactive")
 		return 1

@@ -13,21 +13,18 @@ import (
 	"time"
 
 	"github.com/gliderlabs/ssh"
-	"golang.org/x/crypto/bcrypt"
 	gossh "golang.org/x/crypto/ssh"
+
+	"mailgate/admin"
 )
 
 // ErrServerClosed is returned by Serve and ListenAndServe after Close.
 var ErrServerClosed = ssh.ErrServerClosed
 
-// Defaults for the login throttling fields of ServerConfig.
+// Defaults for the timing fields of ServerConfig.
 const (
-	DefaultMaxLoginFailures   = 5
-	DefaultLoginFailureWindow = 5 * time.Minute
-	DefaultLockoutDuration    = 60 * time.Second
-	DefaultMaxLockoutDuration = 15 * time.Minute
-	DefaultFailedAuthDelay    = 300 * time.Millisecond
-	DefaultLoginGraceTime     = 2 * time.Minute
+	DefaultFailedAuthDelay = 300 * time.Millisecond
+	DefaultLoginGraceTime  = 2 * time.Minute
 )
 
 // ServerConfig configures the administrative SSH server.
@@ -36,18 +33,13 @@ type ServerConfig struct {
 	HostKeyPEM     []byte // OpenSSH PEM private host key; persisted by the caller
 	Accounts       Accounts
 	NewInterpreter func(admin string, readOnly bool) Interpreter
-	Banner         string                                           // pre-login banner, may be ""
-	Event          func(level, subsystem, user, remote, msg string) // event log sink, may be nil
-	Now            func() time.Time                                 // clock for login throttling; nil = time.Now
+	Banner         string // pre-login banner, may be ""
+	// Event is the event log sink (may be nil) for what the server logs
+	// itself: public-key logins, logouts, first-login password changes and
+	// refusals in the session handler. Password logins and every counted
+	// failure are logged by Accounts.
+	Event func(level, subsystem, user, remote, msg string)
 
-	// Login throttling per client IP address: MaxLoginFailures failed
-	// logins within LoginFailureWindow lock the address out for
-	// LockoutDuration; every further lockout doubles the duration up to
-	// MaxLockoutDuration. Zero values select the Default* constants.
-	MaxLoginFailures   int
-	LoginFailureWindow time.Duration
-	LockoutDuration    time.Duration
-	MaxLockoutDuration time.Duration
 	// FailedAuthDelay is added to every failed password attempt (0 =
 	// default, negative = none).
 	FailedAuthDelay time.Duration
@@ -58,11 +50,10 @@ type ServerConfig struct {
 
 // Server is the administrative SSH server.
 type Server struct {
-	cfg      ServerConfig
-	signer   gossh.Signer
-	srv      *ssh.Server
-	throttle *sshThrottle
-	done     chan struct{}
+	cfg    ServerConfig
+	signer gossh.Signer
+	srv    *ssh.Server
+	done   chan struct{}
 
 	mu        sync.Mutex
 	closed    bool
@@ -99,24 +90,6 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("ssh server: host key: %w", err)
 	}
-	if cfg.Now == nil {
-		cfg.Now = time.Now
-	}
-	if cfg.MaxLoginFailures <= 0 {
-		cfg.MaxLoginFailures = DefaultMaxLoginFailures
-	}
-	if cfg.LoginFailureWindow <= 0 {
-		cfg.LoginFailureWindow = DefaultLoginFailureWindow
-	}
-	if cfg.LockoutDuration <= 0 {
-		cfg.LockoutDuration = DefaultLockoutDuration
-	}
-	if cfg.MaxLockoutDuration <= 0 {
-		cfg.MaxLockoutDuration = DefaultMaxLockoutDuration
-	}
-	if cfg.MaxLockoutDuration < cfg.LockoutDuration {
-		cfg.MaxLockoutDuration = cfg.LockoutDuration
-	}
 	if cfg.FailedAuthDelay == 0 {
 		cfg.FailedAuthDelay = DefaultFailedAuthDelay
 	}
@@ -124,16 +97,8 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 		cfg.LoginGraceTime = DefaultLoginGraceTime
 	}
 	s := &Server{
-		cfg:    cfg,
-		signer: signer,
-		throttle: &sshThrottle{
-			now:     cfg.Now,
-			max:     cfg.MaxLoginFailures,
-			window:  cfg.LoginFailureWindow,
-			base:    cfg.LockoutDuration,
-			maxLock: cfg.MaxLockoutDuration,
-			ips:     map[netip.Addr]*sshIPState{},
-		},
+		cfg:       cfg,
+		signer:    signer,
 		done:      make(chan struct{}),
 		listeners: map[net.Listener]struct{}{},
 		conns:     map[*sshConn]struct{}{},
@@ -286,16 +251,6 @@ func (s *Server) pause() {
 	}
 }
 
-// authFailure counts a failed login from ip and logs it.
-func (s *Server) authFailure(ip netip.Addr, user, remote, reason string) {
-	lock := s.throttle.fail(ip)
-	s.event("warning", user, remote, "login failed: "+reason)
-	if lock > 0 {
-		s.event("warning", user, remote, fmt.Sprintf("login locked out: %d failures, further logins from %s refused for %s",
-			s.cfg.MaxLoginFailures, remote, lock))
-	}
-}
-
 // ---- connections ----
 
 type sshConnKey struct{}
@@ -310,19 +265,20 @@ type sshConn struct {
 	ip     netip.Addr
 	remote string
 
-	mu        sync.Mutex
-	grace     time.Time       // deadline until the first session starts
-	accepted  map[string]bool // names whose credentials a handler accepted
-	authUser  string          // user the SSH handshake authenticated
-	authOK    bool
-	pwFailed  bool   // a password failure was already counted
-	pkUser    string // last rejected public-key attempt, counted at close
-	pkReason  string
-	closeOnce sync.Once
+	mu         sync.Mutex
+	grace      time.Time         // deadline until the first session starts
+	accepted   map[string]string // names whose credentials a handler accepted → method
+	authUser   string            // user the SSH handshake authenticated
+	authMethod string            // "password" or "publickey"
+	authOK     bool
+	pwFailed   bool   // a password failure was already counted
+	pkUser     string // last rejected public-key attempt, counted at close
+	pkReason   string
+	closeOnce  sync.Once
 }
 
 func (s *Server) wrapConn(ctx ssh.Context, conn net.Conn) net.Conn {
-	c := &sshConn{Conn: conn, srv: s, accepted: map[string]bool{}}
+	c := &sshConn{Conn: conn, srv: s, accepted: map[string]string{}}
 	c.ip = sshRemoteIP(conn.RemoteAddr())
 	c.remote = sshRemoteString(c.ip, conn.RemoteAddr())
 	s.mu.Lock()
@@ -379,15 +335,16 @@ func (c *sshConn) Close() error {
 		// that a client offering several keys before the right one is not
 		// locked out.
 		if count {
-			c.srv.authFailure(c.ip, user, c.remote, reason)
+			c.srv.cfg.Accounts.RecordLoginFailure(user, c.ip, reason)
 		}
 	})
 	return err
 }
 
-func (c *sshConn) accept(user string) {
+// accept records that the credentials of user passed method.
+func (c *sshConn) accept(user, method string) {
 	c.mu.Lock()
-	c.accepted[user] = true
+	c.accepted[user] = method
 	c.mu.Unlock()
 }
 
@@ -404,20 +361,27 @@ func (c *sshConn) publicKeyRejected(user, reason string) {
 }
 
 // handshakeDone records the user the SSH layer authenticated; it is only
-// accepted if one of our handlers approved that very name.
-func (c *sshConn) handshakeDone(user string) bool {
+// accepted if one of our handlers approved that very name. It returns the
+// method that approved it ("" if none).
+func (c *sshConn) handshakeDone(user string) string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.accepted[user] {
-		c.authOK, c.authUser = true, user
+	if m := c.accepted[user]; m != "" && !c.authOK {
+		c.authOK, c.authUser, c.authMethod = true, user, m
+		return m
 	}
-	return c.authOK
+	return ""
 }
 
-func (c *sshConn) authenticated(user string) bool {
+// authenticated reports whether the handshake authenticated user, and by
+// which method.
+func (c *sshConn) authenticated(user string) (method string, ok bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.authOK && c.authUser == user
+	if !c.authOK || c.authUser != user {
+		return "", false
+	}
+	return c.authMethod, true
 }
 
 func (s *Server) gosshConfig(ctx ssh.Context) *gossh.ServerConfig {
@@ -427,8 +391,12 @@ func (s *Server) gosshConfig(ctx ssh.Context) *gossh.ServerConfig {
 		// Called by x/crypto/ssh with the metadata of the attempt itself
 		// (the right user name); err == nil only on the final success.
 		AuthLogCallback: func(md gossh.ConnMetadata, method string, err error) {
-			if err == nil && c != nil && c.handshakeDone(md.User()) {
-				s.throttle.success(c.ip)
+			if err != nil || c == nil {
+				return
+			}
+			// A successful CheckLogin has already cleared the failures.
+			if c.handshakeDone(md.User()) == "publickey" {
+				s.cfg.Accounts.ClearLoginFailures(c.ip)
 			}
 		},
 	}
@@ -445,14 +413,9 @@ func sshNextAttempt(ctx ssh.Context) {
 	ctx.SetValue(ssh.ContextKeySessionID, nil)
 }
 
-var sshDummyHash = sync.OnceValue(func() []byte {
-	h, err := bcrypt.GenerateFromPassword([]byte("mailgate-no-such-admin"), bcrypt.DefaultCost)
-	if err != nil {
-		panic(err)
-	}
-	return h
-})
-
+// checkPassword hands the password to the shared login check, which
+// logs and counts failures and refuses every attempt while the address is
+// locked out.
 func (s *Server) checkPassword(ctx ssh.Context, password string) bool {
 	defer sshNextAttempt(ctx)
 	c := sshConnOf(ctx)
@@ -460,39 +423,21 @@ func (s *Server) checkPassword(ctx ssh.Context, password string) bool {
 		return false
 	}
 	user := ctx.User()
-	if s.throttle.locked(c.ip) {
-		s.pause()
-		return false
-	}
-	info, ok := s.cfg.Accounts.Admin(user)
-	match := false
-	switch {
-	case !ok:
-		bcrypt.CompareHashAndPassword(sshDummyHash(), []byte(password))
-	case info.PasswordHash == "":
-		bcrypt.CompareHashAndPassword(sshDummyHash(), []byte(password))
-		match = password == ""
-	default:
-		match = bcrypt.CompareHashAndPassword([]byte(info.PasswordHash), []byte(password)) == nil
-	}
-	var reason string
-	switch {
-	case !ok:
-		reason = "unknown user"
-	case !match:
-		reason = "invalid password"
-	case !sshTrusted(info.TrustHosts, c.ip):
-		reason = "not a trusted host"
-	default:
-		c.accept(user)
+	_, err := s.cfg.Accounts.CheckLogin(user, password, c.ip)
+	if err == nil {
+		c.accept(user, "password")
 		return true
 	}
-	c.passwordFailed()
-	s.authFailure(c.ip, user, c.remote, reason)
+	if !errors.Is(err, admin.ErrLoginThrottled) {
+		c.passwordFailed()
+	}
 	s.pause()
 	return false
 }
 
+// checkPublicKey compares key with the administrator's authorized keys.
+// A rejection is counted once per connection (see sshConn.Close), and no
+// key is accepted while the address is locked out.
 func (s *Server) checkPublicKey(ctx ssh.Context, key ssh.PublicKey) bool {
 	defer sshNextAttempt(ctx)
 	c := sshConnOf(ctx)
@@ -500,7 +445,7 @@ func (s *Server) checkPublicKey(ctx ssh.Context, key ssh.PublicKey) bool {
 		return false
 	}
 	user := ctx.User()
-	if s.throttle.locked(c.ip) {
+	if s.cfg.Accounts.LoginThrottled(c.ip) {
 		return false
 	}
 	info, ok := s.cfg.Accounts.Admin(user)
@@ -510,10 +455,10 @@ func (s *Server) checkPublicKey(ctx ssh.Context, key ssh.PublicKey) bool {
 		reason = "unknown user"
 	case !sshKeyAllowed(info.PublicKeys, key):
 		reason = "public key not accepted"
-	case !sshTrusted(info.TrustHosts, c.ip):
+	case !s.cfg.Accounts.TrustedHost(user, c.ip):
 		reason = "not a trusted host"
 	default:
-		c.accept(user)
+		c.accept(user, "publickey")
 		return true
 	}
 	c.publicKeyRejected(user, reason)
@@ -562,116 +507,4 @@ func sshRemoteString(ip netip.Addr, a net.Addr) string {
 		return a.String()
 	}
 	return ""
-}
-
-// sshTrusted reports whether ip is allowed by an admin's trusted hosts (all
-// addresses when there are none).
-func sshTrusted(hosts []netip.Prefix, ip netip.Addr) bool {
-	if len(hosts) == 0 {
-		return true
-	}
-	if !ip.IsValid() {
-		return false
-	}
-	ip = ip.Unmap()
-	for _, p := range hosts {
-		if p.Addr().Is4In6() && p.Bits() >= 96 {
-			p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96)
-		}
-		if p.Contains(ip) {
-			return true
-		}
-	}
-	return false
-}
-
-// ---- throttling ----
-
-type sshThrottle struct {
-	now     func() time.Time
-	max     int
-	window  time.Duration
-	base    time.Duration
-	maxLock time.Duration
-
-	mu  sync.Mutex
-	ips map[netip.Addr]*sshIPState
-}
-
-type sshIPState struct {
-	fails []time.Time // failures inside the window
-	until time.Time   // locked out until
-	level int         // lockouts so far (decays after a quiet period)
-}
-
-func (t *sshThrottle) locked(ip netip.Addr) bool {
-	now := t.now()
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	st := t.ips[ip]
-	return st != nil && now.Before(st.until)
-}
-
-// fail records a failure and returns the lockout duration when this
-// failure starts a lockout (0 otherwise).
-func (t *sshThrottle) fail(ip netip.Addr) time.Duration {
-	now := t.now()
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	st := t.ips[ip]
-	if st == nil {
-		if len(t.ips) >= 4096 {
-			t.pruneLocked(now)
-		}
-		st = &sshIPState{}
-		t.ips[ip] = st
-	}
-	if now.Before(st.until) {
-		return 0
-	}
-	if st.level > 0 && now.Sub(st.until) > t.maxLock {
-		st.level = 0
-	}
-	kept := st.fails[:0]
-	for _, f := range st.fails {
-		if now.Sub(f) < t.window {
-			kept = append(kept, f)
-		}
-	}
-	st.fails = append(kept, now)
-	if len(st.fails) < t.max {
-		return 0
-	}
-	st.fails = nil
-	st.level++
-	d := t.base
-	for i := 1; i < st.level && d < t.maxLock; i++ {
-		d *= 2
-	}
-	d = min(d, t.maxLock)
-	st.until = now.Add(d)
-	return d
-}
-
-// success forgets the failures of ip; the lockout level is kept (it
-// decays after a quiet period) so that a shared address does not shorten
-// an attacker's lockouts.
-func (t *sshThrottle) success(ip netip.Addr) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if st := t.ips[ip]; st != nil {
-		st.fails = nil
-		if st.level == 0 {
-			delete(t.ips, ip)
-		}
-	}
-}
-
-func (t *sshThrottle) pruneLocked(now time.Time) {
-	for ip, st := range t.ips {
-		recent := len(st.fails) > 0 && now.Sub(st.fails[len(st.fails)-1]) < t.window
-		if !recent && now.Sub(st.until) > t.maxLock {
-			delete(t.ips, ip)
-		}
-	}
 }

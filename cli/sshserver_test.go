@@ -20,22 +20,130 @@ import (
 
 	"golang.org/x/crypto/bcrypt"
 	gossh "golang.org/x/crypto/ssh"
+
+	"mailgate/admin"
+	"mailgate/config"
+	"mailgate/eventlog"
+	"mailgate/store"
 )
 
 // ---- fakes ----
 
+type fakeAdmin struct {
+	info  AdminInfo
+	hash  string    // bcrypt; "" is the empty first-boot password
+	trust [3]string // trusthost1..3
+}
+
+// fakeAccounts stands in for admin.Service: it checks, logs and counts
+// logins the same way (the trusted hosts with admin.TrustedHost), but an
+// address stays locked out after lockAfter failures until unlock.
 type fakeAccounts struct {
-	mu       sync.Mutex
-	admins   map[string]AdminInfo
-	idle     time.Duration
-	setCalls []string
+	mu        sync.Mutex
+	admins    map[string]fakeAdmin
+	idle      time.Duration
+	setCalls  []string
+	event     func(level, subsystem, user, remote, msg string) // may be nil
+	lockAfter int                                              // 0: admin.LoginMaxFailures
+	fails     map[netip.Addr]int
+	locked    map[netip.Addr]bool
+	failures  int // RecordLoginFailure calls
 }
 
 func (a *fakeAccounts) Admin(name string) (AdminInfo, bool) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	info, ok := a.admins[name]
+	ad, ok := a.admins[name]
+	info := ad.info
+	info.MustChangePassword = ok && ad.hash == ""
 	return info, ok
+}
+
+func (a *fakeAccounts) CheckLogin(name, password string, ip netip.Addr) (admin.Access, error) {
+	if a.LoginThrottled(ip) {
+		return admin.Access{}, admin.ErrLoginThrottled
+	}
+	a.mu.Lock()
+	ad, ok := a.admins[name]
+	a.mu.Unlock()
+	var reason string
+	switch {
+	case !ok:
+		reason = "unknown user"
+	case ad.hash == "" && password != "",
+		ad.hash != "" && bcrypt.CompareHashAndPassword([]byte(ad.hash), []byte(password)) != nil:
+		reason = "invalid password"
+	case !a.TrustedHost(name, ip):
+		reason = "not a trusted host"
+	default:
+		a.ClearLoginFailures(ip)
+		a.log("information", name, ip, "login")
+		return admin.Access{Name: name, ReadOnly: ad.info.ReadOnly, MustChangePassword: ad.hash == ""}, nil
+	}
+	a.RecordLoginFailure(name, ip, reason)
+	return admin.Access{}, admin.ErrLoginFailed
+}
+
+func (a *fakeAccounts) TrustedHost(name string, ip netip.Addr) bool {
+	a.mu.Lock()
+	ad, ok := a.admins[name]
+	a.mu.Unlock()
+	return ok && admin.TrustedHost(config.Admin{Name: name, Trusthost1: ad.trust[0], Trusthost2: ad.trust[1], Trusthost3: ad.trust[2]}, ip)
+}
+
+func (a *fakeAccounts) LoginThrottled(ip netip.Addr) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.locked[ip]
+}
+
+func (a *fakeAccounts) RecordLoginFailure(name string, ip netip.Addr, reason string) {
+	a.mu.Lock()
+	a.failures++
+	lock := false
+	if !a.locked[ip] {
+		if a.fails == nil {
+			a.fails, a.locked = map[netip.Addr]int{}, map[netip.Addr]bool{}
+		}
+		a.fails[ip]++
+		max := a.lockAfter
+		if max == 0 {
+			max = admin.LoginMaxFailures
+		}
+		if a.fails[ip] >= max {
+			delete(a.fails, ip)
+			a.locked[ip], lock = true, true
+		}
+	}
+	a.mu.Unlock()
+	a.log("warning", name, ip, "login failed: "+reason)
+	if lock {
+		a.log("warning", name, ip, "login locked out")
+	}
+}
+
+func (a *fakeAccounts) ClearLoginFailures(ip netip.Addr) {
+	a.mu.Lock()
+	delete(a.fails, ip)
+	a.mu.Unlock()
+}
+
+func (a *fakeAccounts) unlock(ip netip.Addr) {
+	a.mu.Lock()
+	delete(a.locked, ip)
+	a.mu.Unlock()
+}
+
+func (a *fakeAccounts) failureCount() int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.failures
+}
+
+func (a *fakeAccounts) log(level, user string, ip netip.Addr, msg string) {
+	if a.event != nil {
+		a.event(level, "admin", user, ip.String(), msg)
+	}
 }
 
 func (a *fakeAccounts) SetPassword(name, password string) error {
@@ -49,9 +157,9 @@ func (a *fakeAccounts) SetPassword(name, password string) error {
 	if err != nil {
 		return err
 	}
-	info := a.admins[name]
-	info.PasswordHash = string(h)
-	a.admins[name] = info
+	ad := a.admins[name]
+	ad.hash = string(h)
+	a.admins[name] = ad
 	return nil
 }
 
@@ -61,17 +169,21 @@ func (a *fakeAccounts) IdleTimeout() time.Duration {
 	return a.idle
 }
 
-func (a *fakeAccounts) add(t *testing.T, info AdminInfo, password string) {
+// add adds an administrator with password ("": the first-boot one) and
+// up to three trusted hosts (none: every address).
+func (a *fakeAccounts) add(t *testing.T, info AdminInfo, password string, trust ...string) {
 	t.Helper()
+	ad := fakeAdmin{info: info}
 	if password != "" {
 		h, err := bcrypt.GenerateFromPassword([]byte(password), bcrypt.MinCost)
 		if err != nil {
 			t.Fatal(err)
 		}
-		info.PasswordHash = string(h)
+		ad.hash = string(h)
 	}
+	copy(ad.trust[:], trust)
 	a.mu.Lock()
-	a.admins[info.Name] = info
+	a.admins[info.Name] = ad
 	a.mu.Unlock()
 }
 
@@ -171,6 +283,17 @@ func (e *fakeEvents) count(sub string) int {
 	return n
 }
 
+// exact counts the events equal to ev.
+func (e *fakeEvents) exact(ev string) int {
+	n := 0
+	for _, s := range e.all() {
+		if s == ev {
+			n++
+		}
+	}
+	return n
+}
+
 // waitFor waits until an event containing sub has been logged.
 func (e *fakeEvents) waitFor(t *testing.T, sub string) {
 	t.Helper()
@@ -181,23 +304,6 @@ func (e *fakeEvents) waitFor(t *testing.T, sub string) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-}
-
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *fakeClock) now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) advance(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
 }
 
 // ---- harness ----
@@ -220,11 +326,12 @@ func testStart(t *testing.T, mod func(*ServerConfig)) *testEnv {
 		t.Fatal(err)
 	}
 	e := &testEnv{
-		acc:    &fakeAccounts{admins: map[string]AdminInfo{}},
+		acc:    &fakeAccounts{admins: map[string]fakeAdmin{}},
 		runs:   &fakeRunLog{},
 		events: &fakeEvents{},
 		served: make(chan error, 1),
 	}
+	e.acc.event = e.events.record
 	cfg := ServerConfig{
 		HostKeyPEM: key,
 		Accounts:   e.acc,
@@ -440,6 +547,10 @@ func TestSSHPasswordLogin(t *testing.T) {
 	}
 	e.events.waitFor(t, "information|admin|admin|127.0.0.1|login")
 	e.events.waitFor(t, "information|admin|admin|127.0.0.1|logout")
+	// The password login is logged once, by the login check.
+	if n := e.events.exact("information|admin|admin|127.0.0.1|login"); n != 1 {
+		t.Fatalf("%d login events: %q", n, e.events.all())
+	}
 
 	c = e.mustDial(t, "viewer", gossh.Password("viewer-pass"))
 	if out, _, _ := testExec(t, c, "whoami", ""); out != "user=viewer ro=true interactive=false\n" {
@@ -467,6 +578,7 @@ func TestSSHPublicKey(t *testing.T) {
 	e := testStart(t, nil)
 	k1, line1 := testKey(t)
 	k2, line2 := testKey(t)
+	k3, _ := testKey(t)
 	e.acc.add(t, AdminInfo{Name: "admin1", PublicKeys: []string{"", "garbage", line1}}, "pw-admin-1")
 	e.acc.add(t, AdminInfo{Name: "admin2", PublicKeys: []string{line2}}, "pw-admin-2")
 
@@ -474,12 +586,20 @@ func TestSSHPublicKey(t *testing.T) {
 	if out, _, _ := testExec(t, c, "whoami", ""); !strings.HasPrefix(out, "user=admin1 ") {
 		t.Fatalf("whoami: %q", out)
 	}
-	// Another admin's key is refused.
-	if c, err := e.dial("admin1", gossh.PublicKeys(k2)); err == nil {
+	// A public-key login is logged by the server when the session starts.
+	e.events.waitFor(t, "information|admin|admin1|127.0.0.1|logout")
+	if n := e.events.exact("information|admin|admin1|127.0.0.1|login"); n != 1 {
+		t.Fatalf("%d login events: %q", n, e.events.all())
+	}
+	// Other keys are refused, and count as one failure per connection.
+	if c, err := e.dial("admin1", gossh.PublicKeys(k2, k3)); err == nil {
 		c.Close()
 		t.Fatal("admin2's key logged in as admin1")
 	}
-	e.events.waitFor(t, "admin1|127.0.0.1|login failed: public key not accepted")
+	e.events.waitFor(t, "warning|admin|admin1|127.0.0.1|login failed: public key not accepted")
+	if n := e.acc.failureCount(); n != 1 {
+		t.Fatalf("%d failures recorded for one connection: %q", n, e.events.all())
+	}
 	// Offering a wrong key first, then the right one, works.
 	c = e.mustDial(t, "admin1", gossh.PublicKeys(k2, k1))
 	if out, _, _ := testExec(t, c, "whoami", ""); !strings.HasPrefix(out, "user=admin1 ") {
@@ -495,10 +615,8 @@ func TestSSHPublicKey(t *testing.T) {
 func TestSSHTrustHosts(t *testing.T) {
 	e := testStart(t, nil)
 	k, line := testKey(t)
-	e.acc.add(t, AdminInfo{Name: "far", PublicKeys: []string{line},
-		TrustHosts: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}}, "far-password")
-	e.acc.add(t, AdminInfo{Name: "near",
-		TrustHosts: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("127.0.0.0/8")}}, "near-password")
+	e.acc.add(t, AdminInfo{Name: "far", PublicKeys: []string{line}}, "far-password", "10.0.0.0/8")
+	e.acc.add(t, AdminInfo{Name: "near"}, "near-password", "10.0.0.0/8", "127.0.0.0/8")
 
 	if c, err := e.dial("far", gossh.Password("far-password")); err == nil {
 		c.Close()
@@ -509,125 +627,356 @@ func TestSSHTrustHosts(t *testing.T) {
 		c.Close()
 		t.Fatal("public key login from an untrusted host succeeded")
 	}
+	deadline := time.Now().Add(5 * time.Second)
+	for e.events.count("far|127.0.0.1|login failed: not a trusted host") != 2 {
+		if time.Now().After(deadline) {
+			t.Fatalf("public key from an untrusted host not logged: %q", e.events.all())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 	c := e.mustDial(t, "near", gossh.Password("near-password"))
 	if _, _, code := testExec(t, c, "whoami", ""); code != 0 {
 		t.Fatalf("status %d", code)
 	}
 }
 
+// The server leaves the lockout to Accounts, refuses password and key
+// logins while the address is locked out and logs no failure itself.
 func TestSSHLockout(t *testing.T) {
-	clock := &fakeClock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
-	e := testStart(t, func(c *ServerConfig) {
-		c.Now = clock.now
-		c.MaxLoginFailures = 3
-	})
-	e.acc.add(t, AdminInfo{Name: "admin"}, "right-password")
-	login := func(pw string) bool {
-		c, err := e.dial("admin", gossh.Password(pw))
-		if err == nil {
-			c.Close()
-		}
-		return err == nil
-	}
-	lockOut := func() {
+	e := testStart(t, nil)
+	e.acc.lockAfter = 3
+	key, line := testKey(t)
+	wrong1, _ := testKey(t)
+	wrong2, _ := testKey(t)
+	e.acc.add(t, AdminInfo{Name: "admin", PublicKeys: []string{line}}, "right-password")
+	ip := netip.MustParseAddr("127.0.0.1")
+	login := func(auth gossh.AuthMethod) bool {
 		t.Helper()
-		before := e.events.count("login locked out")
-		for i := 0; i < 3; i++ {
-			if login("bad") {
-				t.Fatal("bad password accepted")
-			}
+		c, err := e.dial("admin", auth)
+		if err != nil {
+			return false
 		}
-		if e.events.count("login locked out") != before+1 {
-			t.Fatalf("no lockout event: %q", e.events.all())
+		defer c.Close()
+		if _, _, code := testExec(t, c, "whoami", ""); code != 0 {
+			t.Fatalf("status %d", code)
 		}
-		if login("right-password") {
-			t.Fatal("login accepted while locked out")
-		}
+		return true
 	}
+	bad, right := gossh.Password("bad"), gossh.Password("right-password")
 
-	if login("bad") || login("bad") || !login("right-password") {
+	// A password login clears the failures, and so does a key login.
+	if login(bad) || login(bad) || !login(right) {
 		t.Fatal("two failures must not lock out")
 	}
-	lockOut()
-	clock.advance(59 * time.Second)
-	if login("right-password") {
-		t.Fatal("lockout shorter than 60s")
+	if login(bad) || login(bad) || !login(gossh.PublicKeys(key)) {
+		t.Fatal("two failures must not lock out")
 	}
-	clock.advance(2 * time.Second)
-	// A repeated lockout lasts twice as long.
-	lockOut()
-	clock.advance(61 * time.Second)
-	if login("right-password") {
-		t.Fatal("second lockout not doubled")
+	if login(bad) || login(bad) || !login(right) {
+		t.Fatal("a key login did not clear the failures")
 	}
-	clock.advance(60 * time.Second)
-	if !login("right-password") {
+	// Several rejected keys on one connection are one failure.
+	if login(gossh.PublicKeys(wrong1, wrong2)) {
+		t.Fatal("wrong keys accepted")
+	}
+	e.events.waitFor(t, "login failed: public key not accepted")
+	if login(bad) || e.acc.LoginThrottled(ip) {
+		t.Fatal("locked out after two failures")
+	}
+	if login(bad) || !e.acc.LoginThrottled(ip) {
+		t.Fatal("not locked out after three failures")
+	}
+	if n := e.events.count("login locked out"); n != 1 {
+		t.Fatalf("%d lockout events", n)
+	}
+	failures := e.acc.failureCount()
+	if login(right) || login(gossh.PublicKeys(key)) {
+		t.Fatal("login accepted while locked out")
+	}
+	e.acc.unlock(ip)
+	if !login(gossh.PublicKeys(key)) || !login(right) {
 		t.Fatal("login refused after the lockout")
 	}
-	if n := e.events.count("login failed"); n != 8 {
-		t.Errorf("%d login failed events, want 8", n)
+	// Attempts during the lockout were not counted, and every failure was
+	// logged exactly once.
+	if n := e.acc.failureCount(); n != failures {
+		t.Errorf("%d failures recorded during the lockout", n-failures)
+	}
+	if n := e.events.count("login failed"); n != failures || failures != 9 {
+		t.Errorf("%d login failed events, %d failures, want 9: %q", n, failures, e.events.all())
 	}
 }
 
-func TestSSHThrottleGrowth(t *testing.T) {
-	now := time.Unix(0, 0)
-	th := &sshThrottle{now: func() time.Time { return now }, max: 1, window: time.Minute,
-		base: time.Minute, maxLock: 15 * time.Minute, ips: map[netip.Addr]*sshIPState{}}
-	ip := netip.MustParseAddr("192.0.2.1")
-	var got []time.Duration
-	for i := 0; i < 6; i++ {
-		d := th.fail(ip)
-		got = append(got, d)
-		now = now.Add(d)
+// openSSHService opens an admin.Service with a settable clock.
+func openSSHService(t *testing.T) (*admin.Service, *eventlog.Log, *sshTestClock) {
+	t.Helper()
+	dir := t.TempDir()
+	db, err := store.Open(dir)
+	if err != nil {
+		t.Fatal(err)
 	}
-	want := []time.Duration{1, 2, 4, 8, 15, 15}
-	for i := range want {
-		if got[i] != want[i]*time.Minute {
-			t.Fatalf("lockouts %v", got)
+	lg, err := eventlog.Open(dir, 10000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { lg.Close(); db.Close() })
+	clk := &sshTestClock{t: time.Now()}
+	svc, err := admin.Open(admin.Options{DB: db, Log: lg, Dev: true, HashCost: 4, Now: clk.now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return svc, lg, clk
+}
+
+type sshTestClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *sshTestClock) now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *sshTestClock) advance(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
+}
+
+// setAdmin changes the administrator name of svc, adding it if needed.
+func setAdmin(t *testing.T, svc *admin.Service, name string, fn func(*config.Admin)) {
+	t.Helper()
+	err := svc.Update("test", "admin "+name, func(c *config.Config) error {
+		for i := range c.System.Admin {
+			if c.System.Admin[i].Name == name {
+				fn(&c.System.Admin[i])
+				return nil
+			}
 		}
-	}
-	// The level decays after a quiet period.
-	now = now.Add(16 * time.Minute)
-	if d := th.fail(ip); d != time.Minute {
-		t.Fatalf("after a quiet period: %v", d)
+		ad := config.Admin{Name: name, AccessProfile: "super_admin_prof"}
+		fn(&ad)
+		c.System.Admin = append(c.System.Admin, ad)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 }
 
-func TestSSHTrustedPrefixes(t *testing.T) {
-	p := func(s string) []netip.Prefix { return []netip.Prefix{netip.MustParsePrefix(s)} }
+// ServiceAccounts answers from the committed configuration and leaves the
+// login checks to the service.
+func TestServiceAccounts(t *testing.T) {
+	svc, _, _ := openSSHService(t)
+	acc := ServiceAccounts(svc)
+	_, line := testKey(t)
+	info, ok := acc.Admin("admin")
+	if !ok || !info.MustChangePassword || info.ReadOnly || len(info.PublicKeys) != 0 {
+		t.Fatalf("factory admin: %+v %v", info, ok)
+	}
+	if _, ok := acc.Admin("nobody"); ok {
+		t.Fatal("unknown admin found")
+	}
+	setAdmin(t, svc, "admin", func(ad *config.Admin) {
+		ad.SSHPublicKey2 = line
+		ad.Trusthost1, ad.Trusthost2, ad.Trusthost3 = "192.0.2.0/24", "2001:db8::/32", ""
+	})
+	setAdmin(t, svc, "viewer", func(ad *config.Admin) {
+		ad.AccessProfile = "read_only_prof"
+		ad.Trusthost1, ad.Trusthost2 = "0.0.0.0/0", "::/0"
+	})
+	if err := acc.SetPassword("viewer", "viewer-password"); err != nil {
+		t.Fatal(err)
+	}
+	info, _ = acc.Admin("admin")
+	if fmt.Sprint(info.PublicKeys) != "["+line+"]" {
+		t.Fatalf("keys %q", info.PublicKeys)
+	}
+	if info, _ := acc.Admin("viewer"); !info.ReadOnly || info.MustChangePassword {
+		t.Fatalf("viewer: %+v", info)
+	}
 	for _, tc := range []struct {
-		hosts []netip.Prefix
-		ip    string
-		want  bool
+		name, ip string
+		want     bool
 	}{
-		{nil, "203.0.113.9", true},
-		{p("192.0.2.0/24"), "192.0.2.7", true},
-		{p("192.0.2.0/24"), "::ffff:192.0.2.7", true},
-		{p("::ffff:192.0.2.0/120"), "192.0.2.7", true},
-		{p("192.0.2.0/24"), "192.0.3.7", false},
-		{p("2001:db8::/32"), "2001:db8::1", true},
+		{"admin", "192.0.2.7", true},
+		{"admin", "::ffff:192.0.2.7", true},
+		{"admin", "192.0.3.7", false},
+		{"admin", "2001:db8::1", true},
+		{"viewer", "203.0.113.9", true},
+		{"viewer", "2001:db8::1", true},
+		{"nobody", "192.0.2.7", false},
 	} {
-		if got := sshTrusted(tc.hosts, netip.MustParseAddr(tc.ip)); got != tc.want {
-			t.Errorf("%v %s: %v", tc.hosts, tc.ip, got)
+		if got := acc.TrustedHost(tc.name, netip.MustParseAddr(tc.ip)); got != tc.want {
+			t.Errorf("%s from %s: %v", tc.name, tc.ip, got)
 		}
 	}
-	if sshTrusted(p("0.0.0.0/0"), netip.Addr{}) {
+	if acc.TrustedHost("admin", netip.Addr{}) {
 		t.Error("unknown address trusted")
+	}
+	ip := netip.MustParseAddr("192.0.2.7")
+	if _, err := acc.CheckLogin("admin", "", ip); err != nil {
+		t.Fatalf("first-boot password: %v", err)
+	}
+	if _, err := acc.CheckLogin("admin", "", netip.MustParseAddr("192.0.3.7")); !errors.Is(err, admin.ErrLoginFailed) {
+		t.Fatalf("untrusted host: %v", err)
+	}
+	if a, err := acc.CheckLogin("viewer", "viewer-password", ip); err != nil || !a.ReadOnly || a.Name != "viewer" {
+		t.Fatalf("viewer: %+v %v", a, err)
+	}
+	for range admin.LoginMaxFailures {
+		acc.RecordLoginFailure("viewer", ip, "public key not accepted")
+	}
+	if !acc.LoginThrottled(ip) || !svc.LoginThrottled(ip) {
+		t.Fatal("recorded failures did not lock out")
+	}
+	if _, err := acc.CheckLogin("viewer", "viewer-password", ip); !errors.Is(err, admin.ErrLoginThrottled) {
+		t.Fatalf("locked out: %v", err)
+	}
+	// Clearing the failures does not end a lockout.
+	acc.ClearLoginFailures(ip)
+	if !acc.LoginThrottled(ip) {
+		t.Fatal("lockout cleared")
+	}
+}
+
+// Failed logins over SSH and through admin.CheckLogin (as the web UI
+// does) share one lockout per address, and each is logged once.
+func TestSSHSharedLockout(t *testing.T) {
+	svc, lg, clk := openSSHService(t)
+	key, line := testKey(t)
+	if err := svc.SetPassword("admin", "admin", "right-password"); err != nil {
+		t.Fatal(err)
+	}
+	setAdmin(t, svc, "admin", func(ad *config.Admin) { ad.SSHPublicKey1 = line })
+	hostKey, err := testHostKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := NewServer(ServerConfig{
+		HostKeyPEM: hostKey,
+		Accounts:   ServiceAccounts(svc),
+		NewInterpreter: func(user string, ro bool) Interpreter {
+			return &fakeInterp{admin: user, readOnly: ro, runs: &fakeRunLog{}}
+		},
+		Event: func(level, subsystem, user, remote, msg string) {
+			lv, err := eventlog.ParseLevel(level)
+			if err != nil {
+				t.Errorf("event level %q", level)
+			}
+			svc.Event(lv, subsystem, user, remote, msg)
+		},
+		FailedAuthDelay: -1,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := testListener(t)
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(l) }()
+	t.Cleanup(func() {
+		srv.Close()
+		<-served
+	})
+	e := &testEnv{srv: srv, addr: l.Addr().String()}
+	login := func(auth gossh.AuthMethod) bool {
+		t.Helper()
+		c, err := e.dial("admin", auth)
+		if err != nil {
+			return false
+		}
+		defer c.Close()
+		if out, _, code := testExec(t, c, "whoami", ""); code != 0 || !strings.HasPrefix(out, "user=admin ") {
+			t.Fatalf("whoami: %q status %d", out, code)
+		}
+		return true
+	}
+	events := func(contains string) []eventlog.Event {
+		t.Helper()
+		if err := lg.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		evs, err := lg.Query(eventlog.Filter{Subsystem: "admin", Contains: contains})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return evs
+	}
+	ip := netip.MustParseAddr("127.0.0.1")
+
+	if !login(gossh.Password("right-password")) || !login(gossh.PublicKeys(key)) {
+		t.Fatal("login refused")
+	}
+	for range 3 {
+		if login(gossh.Password("wrong")) {
+			t.Fatal("wrong password accepted")
+		}
+	}
+	if svc.LoginThrottled(ip) {
+		t.Fatal("locked out after three failures")
+	}
+	for range 2 {
+		if _, err := svc.CheckLogin("admin", "wrong", ip); !errors.Is(err, admin.ErrLoginFailed) {
+			t.Fatalf("CheckLogin: %v", err)
+		}
+	}
+	if !svc.LoginThrottled(ip) {
+		t.Fatal("SSH and CheckLogin failures are counted apart")
+	}
+	if login(gossh.Password("right-password")) || login(gossh.PublicKeys(key)) {
+		t.Fatal("SSH login accepted while locked out")
+	}
+	if _, err := svc.CheckLogin("admin", "right-password", ip); !errors.Is(err, admin.ErrLoginThrottled) {
+		t.Fatalf("CheckLogin while locked out: %v", err)
+	}
+	clk.advance(admin.LoginLockout + time.Second)
+	if !login(gossh.PublicKeys(key)) {
+		t.Fatal("key login refused after the lockout")
+	}
+
+	if n := len(events("login failed")); n != 5 {
+		t.Errorf("%d login failed events, want 5", n)
+	}
+	if n := len(events("login locked out")); n != 1 {
+		t.Errorf("%d lockout events, want 1", n)
+	}
+	// One "login" event per login: the password login's by CheckLogin,
+	// the key logins' by the SSH server.
+	deadline := time.Now().Add(5 * time.Second)
+	for len(events("logout")) < 3 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	logins := 0
+	for _, ev := range events("login") {
+		if ev.Message == "login" {
+			logins++
+		}
+	}
+	if logins != 3 {
+		t.Errorf("%d login events, want 3: %v", logins, events(""))
 	}
 }
 
 // The session handler only serves the name whose credentials one of our
 // handlers checked, whatever the SSH layer reports.
 func TestSSHAuthStateGuard(t *testing.T) {
-	c := &sshConn{accepted: map[string]bool{}}
-	c.accept("lowpriv")
-	c.handshakeDone("admin")
-	if c.authenticated("admin") || c.authenticated("lowpriv") {
+	c := &sshConn{accepted: map[string]string{}}
+	authenticated := func(user string) bool {
+		_, ok := c.authenticated(user)
+		return ok
+	}
+	c.accept("lowpriv", "password")
+	if m := c.handshakeDone("admin"); m != "" {
+		t.Fatalf("handshake for an unverified name: %q", m)
+	}
+	if authenticated("admin") || authenticated("lowpriv") {
 		t.Fatal("unverified name authenticated")
 	}
-	c.accept("admin")
-	c.handshakeDone("admin")
-	if !c.authenticated("admin") || c.authenticated("lowpriv") {
+	c.accept("admin", "publickey")
+	if m := c.handshakeDone("admin"); m != "publickey" {
+		t.Fatalf("handshake: %q", m)
+	}
+	if m, ok := c.authenticated("admin"); !ok || m != "publickey" || authenticated("lowpriv") {
 		t.Fatal("verified name refused")
 	}
 }
