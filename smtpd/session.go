@@ -511,6 +511,9 @@ func (s *session) Data(r io.Reader) error {
 			s.event("error", "message %s from %s not queued: %v", msgID, s.client(), err)
 			return s.refuse(tx, "Disk Full", errDiskFull)
 		}
+		if errors.Is(err, queue.ErrTooBig) {
+			return s.refuse(tx, "Message Size", errTooBig)
+		}
 		s.event("error", "message %s from %s not queued: %v", msgID, s.client(), err)
 		return s.refuse(tx, "Queue Error", errQueue)
 	}
