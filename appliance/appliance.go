@@ -18,7 +18,10 @@ import (
 	"mailgate/cli"
 	"mailgate/config"
 	"mailgate/eventlog"
+	"mailgate/modes/gateway"
+	"mailgate/smtpd"
 	"mailgate/store"
+	"mailgate/webui"
 )
 
 // Options configure an appliance process.
@@ -30,6 +33,14 @@ type Options struct {
 	ListenHost string
 	// SSHPort overrides the configured port-ssh when non-zero.
 	SSHPort int
+	// HTTPSPort overrides the configured port-https when non-zero.
+	HTTPSPort int
+	// SMTPPort, SMTPSPort and MSAPort override the configured mail ports.
+	SMTPPort, SMTPSPort, MSAPort int
+	// DNSServers override `system dns` (host:port), for test networks.
+	DNSServers []string
+	// MXPort overrides port 25 for MX deliveries, for test networks.
+	MXPort int
 	// HashCost is the bcrypt cost for new passwords (0 = default).
 	HashCost int
 	// Console receives the start-up banner (nil = none).
@@ -47,8 +58,11 @@ type Appliance struct {
 	ssh *cli.Server
 
 	mu      sync.Mutex
-	sshLn   net.Listener
-	sshAddr string
+	mode    string
+	mail    mailMode
+	sshL    adminListener
+	webL    adminListener
+	web     *webui.Server
 	reboot  chan struct{}
 	serveWG sync.WaitGroup
 }
@@ -102,10 +116,18 @@ func Start(opt Options) (*Appliance, error) {
 		return nil, err
 	}
 	a.svc.HostKeyFingerprint = a.ssh.HostKeyFingerprint()
+	a.web = webui.New(webui.Options{Service: a.svc})
 	cfg, _ := a.svc.Config()
-	if err := a.apply(cfg); err != nil {
+	if err := a.applyAdmin(cfg); err != nil {
 		a.Close()
 		return nil, err
+	}
+	// The CLI must stay reachable to fix whatever keeps mail from starting.
+	if err := a.applyMode(cfg); err != nil {
+		a.svc.Event(eventlog.Error, "system", "", "", err.Error())
+		if opt.Console != nil {
+			fmt.Fprintln(opt.Console, "mailgate:", err)
+		}
 	}
 	a.svc.Subscribe(func(c *config.Config) {
 		if err := a.apply(c); err != nil {
@@ -117,28 +139,71 @@ func Start(opt Options) (*Appliance, error) {
 	return a, nil
 }
 
+// mailMode is the running operation mode's mail services.
+type mailMode interface {
+	Apply(c *config.Config) error
+	Close() error
+}
+
 // apply brings the running services in line with c.
 func (a *Appliance) apply(c *config.Config) error {
-	port := c.System.Global.PortSSH
-	if a.opt.SSHPort != 0 {
-		port = a.opt.SSHPort
-	}
-	addr := net.JoinHostPort(a.opt.ListenHost, strconv.Itoa(port))
+	return errors.Join(a.applyAdmin(c), a.applyMode(c))
+}
+
+// applyMode starts the mail services of the configured operation mode,
+// replacing those of another mode, or updates the running ones.
+func (a *Appliance) applyMode(c *config.Config) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if addr == a.sshAddr {
+	mode := c.System.Global.OperationMode
+	if a.mail != nil && a.mode == mode {
+		return a.mail.Apply(c)
+	}
+	if a.mail != nil {
+		a.mail.Close()
+		a.mail = nil
+		a.svc.Event(eventlog.Notice, "system", "", "", "stopped "+a.mode+" mode")
+	}
+	a.mode = mode
+	switch mode {
+	case "gateway":
+		m, err := gateway.Start(gateway.Options{DataDir: a.opt.DataDir, Service: a.svc, ListenHost: a.opt.ListenHost,
+			SMTPPort: a.opt.SMTPPort, SMTPSPort: a.opt.SMTPSPort, MSAPort: a.opt.MSAPort,
+			DNSServers: a.opt.DNSServers, MXPort: a.opt.MXPort})
+		if err != nil {
+			return fmt.Errorf("gateway mode: %w", err)
+		}
+		a.mail = m
+		a.svc.Event(eventlog.Notice, "system", "", "", "started gateway mode")
+	default:
+		return fmt.Errorf("%s mode is not available in this version: mail services are stopped", mode)
+	}
+	return nil
+}
+
+// adminListener is the listener of an admin service (SSH CLI, web UI),
+// moved when its configured port changes.
+type adminListener struct {
+	addr string
+	ln   net.Listener
+}
+
+// move listens on addr (when it changed) and serves it, then closes the
+// previous listener; sessions already open stay.
+func (a *Appliance) move(l *adminListener, addr string, serve func(net.Listener) error) error {
+	if addr == l.addr {
 		return nil
 	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
-		return fmt.Errorf("ssh: %w", err)
+		return err
 	}
-	old := a.sshLn
-	a.sshLn, a.sshAddr = ln, addr
+	old := l.ln
+	l.ln, l.addr = ln, addr
 	a.serveWG.Add(1)
 	go func() {
 		defer a.serveWG.Done()
-		a.ssh.Serve(ln)
+		serve(ln)
 	}()
 	if old != nil {
 		old.Close()
@@ -146,14 +211,41 @@ func (a *Appliance) apply(c *config.Config) error {
 	return nil
 }
 
-// SSHAddr is the address the SSH CLI listens on.
-func (a *Appliance) SSHAddr() string {
+// applyAdmin binds the SSH CLI and the web UI to their configured ports.
+// The SSH CLI failing to listen is an error; the web UI is only logged, so
+// a clash on its port never locks the admin out of the CLI.
+func (a *Appliance) applyAdmin(c *config.Config) error {
+	sshPort, webPort := c.System.Global.PortSSH, c.System.Global.PortHTTPS
+	if a.opt.SSHPort != 0 {
+		sshPort = a.opt.SSHPort
+	}
+	if a.opt.HTTPSPort != 0 {
+		webPort = a.opt.HTTPSPort
+	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if a.sshLn == nil {
+	if err := a.move(&a.sshL, net.JoinHostPort(a.opt.ListenHost, strconv.Itoa(sshPort)), a.ssh.Serve); err != nil {
+		return fmt.Errorf("ssh: %w", err)
+	}
+	if err := a.move(&a.webL, net.JoinHostPort(a.opt.ListenHost, strconv.Itoa(webPort)), a.web.Serve); err != nil {
+		a.svc.Event(eventlog.Error, "system", "", "", "web UI: "+err.Error())
+	}
+	return nil
+}
+
+// SSHAddr is the address the SSH CLI listens on.
+func (a *Appliance) SSHAddr() string { return a.listening(&a.sshL) }
+
+// WebAddr is the address the web UI listens on ("" when it could not).
+func (a *Appliance) WebAddr() string { return a.listening(&a.webL) }
+
+func (a *Appliance) listening(l *adminListener) string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if l.ln == nil {
 		return ""
 	}
-	return a.sshLn.Addr().String()
+	return l.ln.Addr().String()
 }
 
 // Service is the administration layer.
@@ -172,6 +264,16 @@ func (a *Appliance) banner() {
 	fmt.Fprintf(a.opt.Console, "mailgate %s (%s mode, configuration revision %d)\n", admin.Version, cfg.System.Global.OperationMode, rev)
 	fmt.Fprintf(a.opt.Console, "  data directory:        %s\n", a.opt.DataDir)
 	fmt.Fprintf(a.opt.Console, "  SSH CLI:               %s\n", a.SSHAddr())
+	fmt.Fprintf(a.opt.Console, "  web UI:                https://%s/\n", a.WebAddr())
+	a.mu.Lock()
+	if m, ok := a.mail.(*gateway.Mode); ok {
+		for _, k := range []smtpd.Kind{smtpd.SMTP, smtpd.SMTPS, smtpd.MSA} {
+			if addr := m.Addr(k); addr != "" {
+				fmt.Fprintf(a.opt.Console, "  %-22s %s\n", k.String()+":", addr)
+			}
+		}
+	}
+	a.mu.Unlock()
 	fmt.Fprintf(a.opt.Console, "  SSH host key:          %s\n", a.ssh.HostKeyFingerprint())
 	fmt.Fprintf(a.opt.Console, "  factory certificate:   SHA-256 %s\n", fp)
 }
@@ -182,9 +284,18 @@ func (a *Appliance) Close() error {
 	if a.ssh != nil {
 		errs = append(errs, a.ssh.Close())
 	}
+	if a.web != nil {
+		errs = append(errs, a.web.Close())
+	}
 	a.mu.Lock()
-	if a.sshLn != nil {
-		a.sshLn.Close()
+	if a.mail != nil {
+		errs = append(errs, a.mail.Close())
+		a.mail = nil
+	}
+	for _, l := range []*adminListener{&a.sshL, &a.webL} {
+		if l.ln != nil {
+			l.ln.Close()
+		}
 	}
 	a.mu.Unlock()
 	a.serveWG.Wait()

@@ -30,6 +30,7 @@ type instance struct {
 	port    int
 	cmd     *exec.Cmd
 	askpass string
+	args    []string // extra flags
 	out     *bytes.Buffer
 }
 
@@ -53,10 +54,29 @@ func freePort(t *testing.T) int {
 	return l.Addr().(*net.TCPAddr).Port
 }
 
+// newInstance builds the binary and starts it on a fresh data directory,
+// with an askpass helper that hands the OpenSSH client $MG_PASSWORD.
+func newInstance(t *testing.T, args ...string) *instance {
+	t.Helper()
+	dir := t.TempDir()
+	askpass := filepath.Join(dir, "askpass")
+	if err := os.WriteFile(askpass, []byte("#!/bin/sh\nprintf '%s\\n' \"$MG_PASSWORD\"\n"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	a := &instance{t: t, bin: buildBinary(t), data: filepath.Join(dir, "data"), port: freePort(t), askpass: askpass, args: args}
+	a.start()
+	t.Cleanup(func() {
+		if a.cmd.ProcessState == nil {
+			a.stop(syscall.SIGTERM)
+		}
+	})
+	return a
+}
+
 func (a *instance) start() {
 	a.t.Helper()
 	a.out = &bytes.Buffer{}
-	a.cmd = exec.Command(a.bin, "-profile", "dev", "-data", a.data, "-listen", "127.0.0.1", "-ssh-port", strconv.Itoa(a.port))
+	a.cmd = exec.Command(a.bin, append([]string{"-profile", "dev", "-data", a.data, "-listen", "127.0.0.1", "-ssh-port", strconv.Itoa(a.port)}, a.args...)...)
 	a.cmd.Stdout, a.cmd.Stderr = a.out, a.out
 	if err := a.cmd.Start(); err != nil {
 		a.t.Fatal(err)
@@ -117,18 +137,7 @@ func TestREADMEWalkthroughWithOpenSSH(t *testing.T) {
 	if _, err := exec.LookPath("ssh"); err != nil {
 		t.Fatal("the OpenSSH client is required (make test installs openssh-client)")
 	}
-	dir := t.TempDir()
-	askpass := filepath.Join(dir, "askpass")
-	if err := os.WriteFile(askpass, []byte("#!/bin/sh\nprintf '%s\\n' \"$MG_PASSWORD\"\n"), 0o700); err != nil {
-		t.Fatal(err)
-	}
-	a := &instance{t: t, bin: buildBinary(t), data: filepath.Join(dir, "data"), port: freePort(t), askpass: askpass}
-	a.start()
-	defer func() {
-		if a.cmd.ProcessState == nil {
-			a.stop(syscall.SIGTERM)
-		}
-	}()
+	a := newInstance(t)
 
 	// Without a terminal, the blank first-boot password runs nothing.
 	out, code := a.ssh("", "", "admin@127.0.0.1", "show")
@@ -220,20 +229,9 @@ func TestREADMEWalkthroughWithOpenSSH(t *testing.T) {
 }
 
 // startFresh builds and starts an appliance and sets the first password.
-func startFresh(t *testing.T) *instance {
+func startFresh(t *testing.T, args ...string) *instance {
 	t.Helper()
-	dir := t.TempDir()
-	askpass := filepath.Join(dir, "askpass")
-	if err := os.WriteFile(askpass, []byte("#!/bin/sh\nprintf '%s\\n' \"$MG_PASSWORD\"\n"), 0o700); err != nil {
-		t.Fatal(err)
-	}
-	a := &instance{t: t, bin: buildBinary(t), data: filepath.Join(dir, "data"), port: freePort(t), askpass: askpass}
-	a.start()
-	t.Cleanup(func() {
-		if a.cmd.ProcessState == nil {
-			a.stop(syscall.SIGTERM)
-		}
-	})
+	a := newInstance(t, args...)
 	if out, code := a.ssh("", newPassword+"\n"+newPassword+"\nexit\n", "-tt", "admin@127.0.0.1"); code != 0 {
 		t.Fatalf("first login: %d\n%s", code, out)
 	}

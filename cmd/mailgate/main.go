@@ -31,6 +31,12 @@ func main() {
 	profile := flag.String("profile", env("MAILGATE_PROFILE", "appliance"), "factory profile: appliance (standard ports) or dev (unprivileged ports)")
 	flag.StringVar(&opt.ListenHost, "listen", env("MAILGATE_LISTEN", ""), "address to bind services to (empty: all)")
 	flag.IntVar(&opt.SSHPort, "ssh-port", envInt("MAILGATE_SSH_PORT"), "SSH CLI port (0: from the configuration)")
+	flag.IntVar(&opt.HTTPSPort, "https-port", envInt("MAILGATE_HTTPS_PORT"), "web UI port (0: from the configuration)")
+	flag.IntVar(&opt.SMTPPort, "smtp-port", envInt("MAILGATE_SMTP_PORT"), "SMTP port (0: from the configuration)")
+	flag.IntVar(&opt.SMTPSPort, "smtps-port", envInt("MAILGATE_SMTPS_PORT"), "SMTPS port (0: from the configuration)")
+	flag.IntVar(&opt.MSAPort, "msa-port", envInt("MAILGATE_MSA_PORT"), "submission port (0: from the configuration)")
+	dnsServer := flag.String("dns-server", env("MAILGATE_DNS_SERVER", ""), "DNS server host:port overriding system dns (test networks)")
+	flag.IntVar(&opt.MXPort, "mx-port", envInt("MAILGATE_MX_PORT"), "port for MX deliveries instead of 25 (test networks)")
 	flag.Parse()
 	switch *profile {
 	case "appliance":
@@ -39,6 +45,9 @@ func main() {
 	default:
 		fmt.Fprintf(os.Stderr, "mailgate: unknown profile %q (appliance or dev)\n", *profile)
 		os.Exit(2)
+	}
+	if *dnsServer != "" {
+		opt.DNSServers = []string{*dnsServer}
 	}
 	opt.Console = os.Stdout
 	a, err := appliance.Start(opt)

@@ -1,0 +1,556 @@
+package delivery
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/hex"
+	"errors"
+	"io"
+	"net"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-sasl"
+	"github.com/emersion/go-smtp"
+
+	"mailgate/config"
+	"mailgate/postfixtest"
+	"mailgate/queue"
+)
+
+func want(t *testing.T, r queue.Result, status queue.Status, code int, enh, text string) {
+	t.Helper()
+	if r.Status != status || r.Code != code || (enh != "" && r.Enhanced != enh) || !strings.Contains(r.Text, text) {
+		t.Fatalf("got %s\nwant %s %d %s %q", fmtResult(r), statusName(status), code, enh, text)
+	}
+}
+
+func TestMXRouting(t *testing.T) {
+	f := peers(t)
+	f.dns.AddMX("prio.test", 20, "mx.tls.test")
+	f.dns.AddMX("prio.test", 10, "mx.plain.test")
+	f.dns.AddMX("mxfallback.test", 10, "mx.dead.test")
+	f.dns.AddMX("mxfallback.test", 20, "mx.plain.test")
+	f.dns.AddA("mx.dead.test", deadIP)
+	f.dns.AddA("implicit.test", plainIP)
+	f.dns.AddNullMX("nullmx.test")
+	f.dns.SetServFail("servfail.test")
+	f.dns.AddTXT("nodata.test", "v=spf1 -all")
+	f.dns.AddMX("ghostmx.test", 10, "mx.ghost.test") // the MX host does not exist
+	d, logs := newDeliverer(t, f, config.New(), nil)
+	from := "sender@mailgate.test"
+
+	t.Run("priority", func(t *testing.T) {
+		r := deliver(t, d, newJob("mx-priority", from, "prio.test", "user@prio.test"))[0]
+		want(t, r, queue.Delivered, 250, "2.0.0", "queued as")
+		if !strings.HasPrefix(r.Host, "mx.plain.test[127.0.0.2]:") {
+			t.Fatalf("delivered to %s, want the preference 10 MX", r.Host)
+		}
+		arrivedTLS(t, f.plain, r, "mx-priority")
+	})
+	t.Run("next MX", func(t *testing.T) {
+		logs.reset()
+		r := deliver(t, d, newJob("mx-fallback", from, "mxfallback.test", "user@mxfallback.test"))[0]
+		want(t, r, queue.Delivered, 250, "2.0.0", "queued as")
+		lines := logs.all()
+		if len(lines) != 2 || !strings.Contains(lines[0], "relay=mx.dead.test[127.0.0.9]:") ||
+			!strings.Contains(lines[0], "status=deferred (451 4.4.1 connect to mx.dead.test[127.0.0.9]") ||
+			!strings.Contains(lines[0], "connection refused") || !strings.Contains(lines[1], "relay=mx.plain.test[127.0.0.2]") {
+			t.Fatalf("log: %q", lines)
+		}
+		arrivedTLS(t, f.plain, r, "mx-fallback")
+	})
+	t.Run("implicit MX", func(t *testing.T) {
+		r := deliver(t, d, newJob("mx-implicit", from, "implicit.test", "user@implicit.test"))[0]
+		want(t, r, queue.Delivered, 250, "2.0.0", "queued as")
+		if !strings.HasPrefix(r.Host, "implicit.test[127.0.0.2]:") {
+			t.Fatalf("host %s", r.Host)
+		}
+	})
+	t.Run("address literal", func(t *testing.T) {
+		r := deliver(t, d, newJob("mx-literal", from, "[127.0.0.2]", "user@[127.0.0.2]"))[0]
+		want(t, r, queue.Delivered, 250, "2.0.0", "queued as")
+	})
+	t.Run("null MX", func(t *testing.T) {
+		logs.reset()
+		r := deliver(t, d, newJob("mx-null", from, "nullmx.test", "a@nullmx.test", "b@nullmx.test"))
+		want(t, r[0], queue.PermFail, 550, "5.1.10", "null MX")
+		want(t, r[1], queue.PermFail, 550, "5.1.10", "null MX")
+		if !strings.Contains(logs.last(), "relay=none, status=bounced (550 5.1.10") {
+			t.Fatalf("log %q", logs.last())
+		}
+	})
+	t.Run("NXDOMAIN", func(t *testing.T) {
+		want(t, deliver(t, d, newJob("mx-nx", from, "nonexistent.test", "a@nonexistent.test"))[0], queue.PermFail, 550, "5.1.2", "not found")
+	})
+	t.Run("SERVFAIL", func(t *testing.T) {
+		want(t, deliver(t, d, newJob("mx-servfail", from, "servfail.test", "a@servfail.test"))[0], queue.TempFail, 451, "4.4.3", "MX lookup")
+	})
+	t.Run("no MX and no address", func(t *testing.T) {
+		want(t, deliver(t, d, newJob("mx-nodata", from, "nodata.test", "a@nodata.test"))[0], queue.PermFail, 550, "5.4.4", "not found")
+	})
+	t.Run("MX host not found", func(t *testing.T) {
+		want(t, deliver(t, d, newJob("mx-ghost", from, "ghostmx.test", "a@ghostmx.test"))[0], queue.PermFail, 550, "5.4.4", "mx.ghost.test")
+	})
+}
+
+func TestDNSTimeoutDefers(t *testing.T) {
+	f := peers(t)
+	f.dns.SetDrop("slow.test")
+	d, _ := newDeliverer(t, f, config.New(), nil, func(o *Options) {
+		o.Resolver = NewResolver([]string{f.dns.Addr()})
+		o.Resolver.Timeout = 100 * time.Millisecond
+	})
+	want(t, deliver(t, d, newJob("dns-timeout", "s@mailgate.test", "slow.test", "a@slow.test"))[0], queue.TempFail, 451, "4.4.3", "timeout")
+}
+
+func TestPerRecipientReplies(t *testing.T) {
+	f := peers(t)
+	d, logs := newDeliverer(t, f, config.New(), nil)
+	res := deliver(t, d, newJob("per-rcpt", "sender@mailgate.test", "plain.test", "good@plain.test", "bad@plain.test", "busy@plain.test", "also@plain.test"))
+	want(t, res[0], queue.Delivered, 250, "2.0.0", "queued as")
+	want(t, res[1], queue.PermFail, 550, "5.1.1", "No such user")
+	want(t, res[2], queue.TempFail, 450, "4.2.1", "Mailbox busy")
+	want(t, res[3], queue.Delivered, 250, "2.0.0", "queued as")
+	line := logs.last()
+	for _, s := range []string{"status=sent (250 2.0.0 Ok: queued as", "to=<good@plain.test>,<also@plain.test>",
+		"bounced (550 5.1.1 <bad@plain.test>: Recipient address rejected: No such user) to=<bad@plain.test>", "deferred (450 4.2.1"} {
+		if !strings.Contains(line, s) {
+			t.Errorf("log line %q lacks %q", line, s)
+		}
+	}
+	msg := arrivedMessage(t, f.plain, "per-rcpt")
+	if strings.Count(f.plain.Log(), postfixtest.QueueID(res[0].Text)+": to=<") != 2 {
+		t.Errorf("want exactly the two accepted recipients delivered:\n%s", f.plain.Log())
+	}
+	if !strings.Contains(msg, "\n.leading dot") || strings.Contains(msg, "..leading dot") {
+		t.Errorf("dot-stuffed line lost: %q", msg)
+	}
+}
+
+func arrivedMessage(t *testing.T, sink *postfixtest.Instance, token string) string {
+	t.Helper()
+	m, err := sink.WaitMessage(token, 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+func TestStartTLSHostLists(t *testing.T) {
+	f := peers(t)
+	for _, c := range []struct {
+		name             string
+		include, exclude []string
+		tls              bool
+	}{
+		{"exclude host", nil, []string{"[mx.tls.test]"}, false},
+		{"exclude domain", nil, []string{"tls.test"}, false},
+		{"exclude other", nil, []string{".other.test"}, true},
+		{"include other", []string{"other.test"}, nil, false},
+		{"include subdomain", []string{".tls.test"}, nil, true},
+		{"include wins", []string{"[mx.tls.test]"}, []string{"tls.test"}, true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			cfg := config.New()
+			cfg.Mailsetting.StartTLS.IncludeHosts, cfg.Mailsetting.StartTLS.ExcludeHosts = c.include, c.exclude
+			d, logs := newDeliverer(t, f, cfg, nil)
+			token := "lists-" + strings.ReplaceAll(c.name, " ", "-")
+			r := deliver(t, d, newJob(token, "s@mailgate.test", "tls.test", "u@tls.test"))[0]
+			want(t, r, queue.Delivered, 250, "2.0.0", "queued as")
+			if got := arrivedTLS(t, f.tls, r, token); got != c.tls {
+				t.Fatalf("over TLS = %v; log %s", got, logs.last())
+			}
+			if !c.tls && !strings.Contains(logs.last(), "tls=none (reason: excluded by policy)") {
+				t.Fatalf("log %s", logs.last())
+			}
+		})
+	}
+}
+
+func TestProtocolPinning(t *testing.T) {
+	f := peers(t)
+	cfg := config.New()
+	cfg.Mailsetting.StartTLS.HostProtocol = []config.HostProtocol{{Host: "[mx.tls.test]", SSLVersions: []string{"tls1_2"}}}
+	d, logs := newDeliverer(t, f, cfg, nil)
+	r := deliver(t, d, newJob("pinned-12", "s@mailgate.test", "tls.test", "u@tls.test"))[0]
+	want(t, r, queue.Delivered, 250, "2.0.0", "queued as")
+	if !strings.HasPrefix(r.TLS, "TLSv1.2 ") || !strings.Contains(logs.last(), "version=TLSv1.2") {
+		t.Fatalf("%s; %s", fmtResult(r), logs.last())
+	}
+	s, err := f.tls.WaitSessionOf(postfixtest.QueueID(r.Text), 5*time.Second)
+	if err != nil || !strings.HasPrefix(s.TLS, "TLSv1.2 ") {
+		t.Fatalf("sink session %+v %v", s, err)
+	}
+	// Other destinations keep TLS 1.3.
+	cfg.Mailsetting.StartTLS.HostProtocol[0].Host = "[mx.other.test]"
+	d2, _ := newDeliverer(t, f, cfg, nil)
+	r = deliver(t, d2, newJob("pinned-none", "s@mailgate.test", "tls.test", "u@tls.test"))[0]
+	if !strings.HasPrefix(r.TLS, "TLSv1.3 ") {
+		t.Fatalf("%s", fmtResult(r))
+	}
+}
+
+func TestHeloName(t *testing.T) {
+	f := peers(t)
+	cfg := config.New()
+	cfg.Mailsetting.StartTLS.HeloName = "out.mailgate.test"
+	d, _ := newDeliverer(t, f, cfg, nil)
+	r := deliver(t, d, newJob("helo-name", "s@mailgate.test", "tls.test", "u@tls.test"))[0]
+	want(t, r, queue.Delivered, 250, "2.0.0", "queued as")
+	if msg := arrivedMessage(t, f.tls, "helo-name"); !strings.Contains(msg, "from out.mailgate.test") {
+		t.Fatalf("EHLO name not in Received: %q", msg)
+	}
+	d2, _ := newDeliverer(t, f, config.New(), nil)
+	deliver(t, d2, newJob("helo-default", "s@mailgate.test", "tls.test", "u@tls.test"))
+	if msg := arrivedMessage(t, f.tls, "helo-default"); !strings.Contains(msg, "from mailgate.test") {
+		t.Fatalf("host name not in Received: %q", msg)
+	}
+}
+
+func TestConnectionReuse(t *testing.T) {
+	f := peers(t)
+	for _, c := range []struct {
+		domain string
+		sink   *postfixtest.Instance
+		tls    bool
+	}{{"plain.test", f.plain, false}, {"tls.test", f.tls, true}} {
+		t.Run(c.domain, func(t *testing.T) {
+			d, logs := newDeliverer(t, f, config.New(), nil)
+			var sessions []postfixtest.Session
+			for n := 1; n <= 3; n++ {
+				token := "reuse-" + c.domain + "-" + strconv.Itoa(n)
+				r := deliver(t, d, newJob(token, "s@mailgate.test", c.domain, "u@"+c.domain))[0]
+				want(t, r, queue.Delivered, 250, "2.0.0", "queued as")
+				if c.tls != (r.TLS != "") || c.tls != strings.Contains(logs.last(), "STARTTLS=client") {
+					t.Fatalf("TLS %q; %s", r.TLS, logs.last())
+				}
+				s, err := c.sink.WaitSessionOf(postfixtest.QueueID(r.Text), 5*time.Second)
+				if err != nil {
+					t.Fatal(err)
+				}
+				sessions = append(sessions, s)
+			}
+			for _, s := range sessions[1:] {
+				if s.Client != sessions[0].Client || s.PID != sessions[0].PID || (s.TLS != "") != c.tls {
+					t.Fatalf("jobs went over different connections: %+v", sessions)
+				}
+			}
+			d.Close()
+			if err := c.sink.WaitLog("disconnect from "+sessions[0].Client+" ", 5*time.Second); err != nil {
+				t.Fatal(err)
+			}
+			for _, s := range c.sink.Sessions() {
+				if s.Client == sessions[0].Client && (!strings.Contains(s.Stats, "mail=3 rcpt=3 data=3 rset=2 quit=1") || len(s.QueueIDs) != 3) {
+					t.Fatalf("session %+v", s)
+				}
+			}
+		})
+	}
+}
+
+func TestNoPipelining(t *testing.T) {
+	f := peers(t)
+	sink, err := postfixtest.NewSmtpSink("127.0.0.6", f.port, "-p")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sink.Stop()
+	f.dns.AddMX("nopipe.test", 10, "mx.nopipe.test")
+	f.dns.AddA("mx.nopipe.test", "127.0.0.6")
+	d, logs := newDeliverer(t, f, config.New(), nil)
+	res := deliver(t, d, newJob("nopipe", "s@mailgate.test", "nopipe.test", "a@nopipe.test", "b@nopipe.test"))
+	for _, r := range res {
+		want(t, r, queue.Delivered, 250, "", "")
+	}
+	if err := sink.WaitCount(1, 5*time.Second); err != nil {
+		t.Fatal(err, logs.all())
+	}
+}
+
+// A go-smtp server standing in for a relay host with SMTP AUTH (Postfix
+// needs Dovecot or Cyrus SASL for the server side).
+type authServer struct {
+	addr   string
+	user   string
+	pass   string
+	mu     sync.Mutex
+	got    []gotMessage
+	server *smtp.Server
+}
+
+type gotMessage struct {
+	authUser, from string
+	rcpts          []string
+	data           string
+	tls            bool
+}
+
+type authSession struct {
+	srv  *authServer
+	conn *smtp.Conn
+	user string
+	msg  gotMessage
+}
+
+func (s *authSession) AuthMechanisms() []string { return []string{sasl.Plain} }
+
+func (s *authSession) Auth(mech string) (sasl.Server, error) {
+	return sasl.NewPlainServer(func(identity, username, password string) error {
+		if username != s.srv.user || password != s.srv.pass {
+			return smtp.ErrAuthFailed
+		}
+		s.user = username
+		return nil
+	}), nil
+}
+
+func (s *authSession) Mail(from string, _ *smtp.MailOptions) error {
+	if s.srv.user != "" && s.user == "" {
+		return smtp.ErrAuthRequired
+	}
+	s.msg = gotMessage{authUser: s.user, from: from}
+	return nil
+}
+
+func (s *authSession) Rcpt(to string, _ *smtp.RcptOptions) error {
+	s.msg.rcpts = append(s.msg.rcpts, to)
+	return nil
+}
+
+func (s *authSession) Data(r io.Reader) error {
+	b, err := io.ReadAll(r)
+	if err != nil {
+		return err
+	}
+	s.msg.data = string(b)
+	_, s.msg.tls = s.conn.TLSConnectionState()
+	s.srv.mu.Lock()
+	s.srv.got = append(s.srv.got, s.msg)
+	s.srv.mu.Unlock()
+	return nil
+}
+
+func (s *authSession) Reset()        { s.msg = gotMessage{} }
+func (s *authSession) Logout() error { return nil }
+
+func startAuthServer(t *testing.T, user, pass string, tlsConf *tls.Config) *authServer {
+	t.Helper()
+	a := &authServer{user: user, pass: pass}
+	a.server = smtp.NewServer(smtp.BackendFunc(func(c *smtp.Conn) (smtp.Session, error) {
+		return &authSession{srv: a, conn: c}, nil
+	}))
+	a.server.Domain = "relay.test"
+	a.server.AllowInsecureAuth = true
+	a.server.ReadTimeout, a.server.WriteTimeout = 10*time.Second, 10*time.Second
+	var ln net.Listener
+	var err error
+	if tlsConf != nil {
+		ln, err = tls.Listen("tcp", "127.0.0.1:0", tlsConf)
+	} else {
+		ln, err = net.Listen("tcp", "127.0.0.1:0")
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.addr = ln.Addr().String()
+	go a.server.Serve(ln)
+	t.Cleanup(func() { a.server.Close() })
+	return a
+}
+
+func (a *authServer) messages() []gotMessage {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return append([]gotMessage(nil), a.got...)
+}
+
+func testSeal(s string) string { return "sealed:" + hex.EncodeToString([]byte(s)) }
+
+func testUnseal(tok string) ([]byte, error) {
+	if !strings.HasPrefix(tok, "sealed:") {
+		return nil, errors.New("not sealed")
+	}
+	return hex.DecodeString(strings.TrimPrefix(tok, "sealed:"))
+}
+
+func TestRelayServerAuth(t *testing.T) {
+	f := peers(t)
+	srv := startAuthServer(t, "relayuser", "s3cret pass", nil)
+	host, portStr, _ := net.SplitHostPort(srv.addr)
+	port, _ := strconv.Atoi(portStr)
+	relayCfg := func(pass string) *config.Config {
+		cfg := config.New()
+		cfg.Mailsetting.RelayServer = []config.RelayServer{
+			{Name: "down", Server: deadIP, Port: f.port},
+			{Name: "smarthost", Server: host, Port: port, AuthStatus: true, AuthUsername: "relayuser", AuthPassword: testSeal(pass)},
+		}
+		return cfg
+	}
+	unseal := func(o *Options) { o.Unseal = testUnseal }
+
+	d, logs := newDeliverer(t, f, relayCfg("s3cret pass"), nil, unseal)
+	r := deliver(t, d, newJob("relay-auth", "s@mailgate.test", "far-away.example", "u@far-away.example"))[0]
+	want(t, r, queue.Delivered, 250, "2.0.0", "")
+	lines := logs.all()
+	if len(lines) != 2 || !strings.Contains(lines[0], "relay=127.0.0.9[127.0.0.9]") || !strings.Contains(lines[0], "connection refused") ||
+		!strings.Contains(lines[1], "relay="+host+"["+host+"]:"+portStr+", tls=none (reason: not offered), status=sent (250") {
+		t.Fatalf("log %q", lines)
+	}
+	got := srv.messages()
+	if len(got) != 1 || got[0].authUser != "relayuser" || got[0].from != "s@mailgate.test" || !strings.Contains(got[0].data, "relay-auth") {
+		t.Fatalf("relay received %+v", got)
+	}
+
+	d2, logs2 := newDeliverer(t, f, relayCfg("wrong"), nil, unseal)
+	r = deliver(t, d2, newJob("relay-badauth", "s@mailgate.test", "far-away.example", "u@far-away.example"))[0]
+	want(t, r, queue.TempFail, 451, "4.7.0", "535")
+	if len(srv.messages()) != 1 {
+		t.Fatal("message relayed without authentication")
+	}
+	if !strings.Contains(logs2.last(), "status=deferred (451 4.7.0 authentication to") {
+		t.Fatalf("log %q", logs2.last())
+	}
+}
+
+func TestProtectedDomain(t *testing.T) {
+	f := peers(t)
+	f.dns.AddA("mail.corp.test", deadIP)
+
+	// A primary that refuses with 421 at the greeting.
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	go func() {
+		for {
+			c, err := busy.Accept()
+			if err != nil {
+				return
+			}
+			c.Write([]byte("421 4.3.2 Service not available, try later\r\n"))
+			c.Close()
+		}
+	}()
+	busyPort := busy.Addr().(*net.TCPAddr).Port
+
+	// An SMTPS server with a certificate for its address.
+	certPEM, keyPEM, err := f.ca.Issue("127.0.0.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	smtps := startAuthServer(t, "", "", &tls.Config{Certificates: []tls.Certificate{cert}})
+	_, smtpsPort, _ := net.SplitHostPort(smtps.addr)
+	sp, _ := strconv.Atoi(smtpsPort)
+
+	cfg := config.New()
+	cfg.Domain = []config.Domain{
+		{Name: "corp.test", RelayType: "host", SMTPServer: "mail.corp.test", SMTPPort: f.port, FallbackHost: "mx.plain.test", FallbackPort: f.port},
+		{Name: "busy.test", RelayType: "host", SMTPServer: "127.0.0.1", SMTPPort: busyPort, FallbackHost: "mx.tls.test", FallbackPort: f.port},
+		{Name: "smtps.test", RelayType: "host", SMTPServer: "127.0.0.1", SMTPPort: sp, SMTPS: true},
+		{Name: "tls.test", RelayType: "mx-lookup"},
+		{Name: "noserver.test", RelayType: "host"},
+	}
+	// Relay servers are not used for protected domains.
+	cfg.Mailsetting.RelayServer = []config.RelayServer{{Name: "down", Server: deadIP, Port: 25}}
+	d, logs := newDeliverer(t, f, cfg, nil)
+
+	t.Run("fallback after connect failure", func(t *testing.T) {
+		logs.reset()
+		r := deliver(t, d, newJob("protected-fallback", "s@x.example", "corp.test", "u@corp.test"))[0]
+		want(t, r, queue.Delivered, 250, "2.0.0", "queued as")
+		if !strings.HasPrefix(r.Host, "mx.plain.test[127.0.0.2]") || len(logs.all()) != 2 {
+			t.Fatalf("%s; %q", fmtResult(r), logs.all())
+		}
+		arrivedMessage(t, f.plain, "protected-fallback")
+	})
+	t.Run("fallback after 421 greeting", func(t *testing.T) {
+		logs.reset()
+		r := deliver(t, d, newJob("protected-busy", "s@x.example", "busy.test", "u@busy.test"))[0]
+		want(t, r, queue.Delivered, 250, "2.0.0", "queued as")
+		lines := logs.all()
+		if len(lines) != 2 || !strings.Contains(lines[0], "status=deferred (421 4.3.2") || !strings.Contains(lines[1], "STARTTLS=client, relay=mx.tls.test") {
+			t.Fatalf("log %q", lines)
+		}
+	})
+	t.Run("smtps", func(t *testing.T) {
+		r := deliver(t, d, newJob("protected-smtps", "s@x.example", "smtps.test", "u@smtps.test"))[0]
+		want(t, r, queue.Delivered, 250, "2.0.0", "")
+		if !strings.HasPrefix(logs.last(), "SMTPS=client, relay=127.0.0.1[127.0.0.1]:"+smtpsPort+", version=TLSv1.3, verify=OK") || r.TLS == "" {
+			t.Fatalf("%s; %s", fmtResult(r), logs.last())
+		}
+		if got := smtps.messages(); len(got) != 1 || !got[0].tls {
+			t.Fatalf("received %+v", got)
+		}
+	})
+	t.Run("mx-lookup", func(t *testing.T) {
+		r := deliver(t, d, newJob("protected-mx", "s@x.example", "tls.test", "u@tls.test"))[0]
+		want(t, r, queue.Delivered, 250, "2.0.0", "queued as")
+	})
+	t.Run("no server", func(t *testing.T) {
+		want(t, deliver(t, d, newJob("protected-none", "s@x.example", "noserver.test", "u@noserver.test"))[0], queue.TempFail, 451, "4.3.5", "smtp-server")
+	})
+}
+
+func TestContextCancel(t *testing.T) {
+	f := peers(t)
+	mute, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mute.Close()
+	var conns []net.Conn
+	var mu sync.Mutex
+	go func() {
+		for {
+			c, err := mute.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
+		}
+	}()
+	defer func() {
+		mu.Lock()
+		for _, c := range conns {
+			c.Close()
+		}
+		mu.Unlock()
+	}()
+	cfg := config.New()
+	cfg.Domain = []config.Domain{{Name: "mute.test", RelayType: "host", SMTPServer: "127.0.0.1", SMTPPort: mute.Addr().(*net.TCPAddr).Port}}
+	d, _ := newDeliverer(t, f, cfg, nil, func(o *Options) { o.CommandTimeout = time.Minute })
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	r := d.Deliver(ctx, newJob("cancel", "s@x.example", "mute.test", "u@mute.test"))[0]
+	if time.Since(start) > 5*time.Second || r.Status != queue.TempFail {
+		t.Fatalf("%v: %s", time.Since(start), fmtResult(r))
+	}
+}
+
+func TestSizeLimit(t *testing.T) {
+	f := peers(t)
+	d, _ := newDeliverer(t, f, config.New(), nil)
+	job := newJob("too-big", "s@mailgate.test", "plain.test", "u@plain.test")
+	job.Size = 100 << 20 // Postfix advertises SIZE 10240000
+	want(t, deliver(t, d, job)[0], queue.PermFail, 552, "5.3.4", "exceeds")
+}
+
+func TestInvalidAddresses(t *testing.T) {
+	f := peers(t)
+	d, _ := newDeliverer(t, f, config.New(), nil)
+	res := deliver(t, d, newJob("bad-addr", "s@mailgate.test", "plain.test", "ok@plain.test", "x@plain.test>\r\nRSET"))
+	want(t, res[0], queue.Delivered, 250, "2.0.0", "queued as")
+	want(t, res[1], queue.PermFail, 553, "5.1.3", "invalid recipient")
+}

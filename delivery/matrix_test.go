@@ -1,0 +1,266 @@
+package delivery
+
+import (
+	"crypto/x509"
+	"fmt"
+	"strings"
+	"testing"
+
+	"mailgate/config"
+	"mailgate/postfixtest"
+	"mailgate/queue"
+)
+
+// step is the expected outcome of one delivery attempt.
+type step struct {
+	status    queue.Status
+	code      int
+	flag      bool     // TLSHandshakeFailed
+	text      string   // in Result.Text
+	log       []string // in the log line
+	delivered bool
+	overTLS   bool
+}
+
+// TestTLSMatrix delivers to real Postfix peers with each delivery TLS
+// level and each STARTTLS fallback mode, repeating the attempt the way
+// the queue does (PreferPlain after a flagged failure, alternating) until
+// it succeeds, bounces or has been tried three times.
+func TestTLSMatrix(t *testing.T) {
+	f := peers(t)
+	type level struct {
+		name    string
+		profile *config.TLSProfile
+		roots   *x509.CertPool
+	}
+	prof := func(lvl string, mod func(p *config.TLSProfile)) *config.TLSProfile {
+		p := &config.TLSProfile{Name: "p", Level: lvl, Action: "tempfail", MinSSLVersion: "tls1_2", EncryptionStrength: 128}
+		if mod != nil {
+			mod(p)
+		}
+		return p
+	}
+	levels := []level{
+		{name: "no-profile"},
+		{name: "preferred", profile: prof("preferred", nil)},
+		{name: "encrypt", profile: prof("encrypt", nil)},
+		{name: "secure", profile: prof("secure", func(p *config.TLSProfile) {
+			p.CheckCAName, p.CAName = true, "*Mailgate Test CA*"
+			p.CheckCertSubject, p.CertSubject = true, "mx.tls.test"
+		})},
+		{name: "secure-wrong-ca", profile: prof("secure", nil), roots: f.otherCA.Pool()},
+		{name: "secure-subject-mismatch", profile: prof("secure", func(p *config.TLSProfile) {
+			p.CheckCertSubject, p.CertSubject = true, "*CN=mx.elsewhere.test*"
+		})},
+	}
+	peerSinks := map[string]*postfixtest.Instance{"tls": f.tls, "plain": f.plain, "broken": f.broken, "refuse": f.refuse}
+	fallbacks := []string{"none", "plain", "next-retry", "next-retry-any"}
+
+	for _, lv := range levels {
+		for _, fb := range fallbacks {
+			for _, peer := range []string{"tls", "plain", "broken", "refuse"} {
+				name := lv.name + "/" + fb + "/" + peer
+				t.Run(name, func(t *testing.T) {
+					cfg := config.New()
+					cfg.Mailsetting.StartTLS.Fallback = fb
+					if lv.profile != nil {
+						cfg.Profile.TLS = []config.TLSProfile{*lv.profile}
+						cfg.Policy.AccessControl.Delivery = []config.DeliveryRule{{ID: 1, Status: true, SenderPattern: "*",
+							RecipientPattern: "*", DestinationIPMask: "0.0.0.0/0", TLSProfile: "p"}}
+					}
+					d, logs := newDeliverer(t, f, cfg, lv.roots)
+					want := expectMatrix(lv.name, fb, peer)
+					preferPlain := false
+					for n, w := range want {
+						token := fmt.Sprintf("matrix-%s-%s-%s-%d", lv.name, fb, peer, n+1)
+						job := newJob(token, "sender@mailgate.test", peer+".test", "user@"+peer+".test")
+						job.Attempt, job.PreferPlain = n+1, preferPlain
+						logs.reset()
+						r := deliver(t, d, job)[0]
+						line := logs.last()
+						if len(logs.all()) != 1 {
+							t.Errorf("attempt %d: %d log lines, want 1: %q", n+1, len(logs.all()), logs.all())
+						}
+						if r.Status != w.status || (w.code != 0 && r.Code != w.code) || r.TLSHandshakeFailed != w.flag || !strings.Contains(r.Text, w.text) {
+							t.Fatalf("attempt %d (prefer plain %v): got %s\nwant %s %d %q flag=%v\nlog: %s",
+								n+1, preferPlain, fmtResult(r), statusName(w.status), w.code, w.text, w.flag, line)
+						}
+						for _, s := range w.log {
+							if !strings.Contains(line, s) {
+								t.Errorf("attempt %d: log line %q lacks %q", n+1, line, s)
+							}
+						}
+						if !strings.Contains(line, "relay=mx."+peer+".test["+r.Host[strings.Index(r.Host, "[")+1:]) {
+							t.Errorf("attempt %d: log line %q does not name the relay %s", n+1, line, r.Host)
+						}
+						sink := peerSinks[peer]
+						if w.delivered {
+							if got := arrivedTLS(t, sink, r, token); got != w.overTLS {
+								t.Errorf("attempt %d: arrived over TLS = %v, want %v", n+1, got, w.overTLS)
+							}
+							if w.overTLS != (r.TLS != "") {
+								t.Errorf("attempt %d: Result.TLS = %q", n+1, r.TLS)
+							}
+						} else if sink.HasMessage(token) {
+							t.Errorf("attempt %d: message arrived although the attempt failed", n+1)
+						}
+						// The queue asks for plain text after a flagged failure,
+						// and for TLS again after that.
+						preferPlain = r.TLSHandshakeFailed && !preferPlain
+					}
+				})
+			}
+		}
+	}
+}
+
+// expectMatrix is the specified behaviour for a level, fallback mode and
+// peer, one step per attempt.
+func expectMatrix(level, fallback, peer string) []step {
+	required := level == "encrypt" || strings.HasPrefix(level, "secure")
+	tlsOK := step{status: queue.Delivered, code: 250, text: "queued as", delivered: true, overTLS: true,
+		log: []string{"STARTTLS=client", "version=TLSv1.3", "verify=OK", "cipher=TLS_", "bits=", "status=sent (250 2.0.0 Ok: queued as"}}
+	plainOK := func(reason string) step {
+		return step{status: queue.Delivered, code: 250, text: "queued as", delivered: true,
+			log: []string{"tls=none (reason: " + reason, "status=sent (250 2.0.0 Ok: queued as"}}
+	}
+	profileFail := func(text string, log ...string) []step {
+		s := step{status: queue.TempFail, code: 454, text: text, log: append(log, "status=deferred (454 4.7.0")}
+		return []step{s, s} // not flagged: the next attempt is the same
+	}
+	switch peer {
+	case "tls":
+		switch level {
+		case "secure-wrong-ca":
+			return profileFail("certificate not verified", "STARTTLS=client", "verify=FAIL")
+		case "secure-subject-mismatch":
+			return profileFail("does not match", "STARTTLS=client", "verify=OK")
+		}
+		return []step{tlsOK}
+	case "plain":
+		if required {
+			return profileFail("TLS required", "tls=none (reason: not offered)")
+		}
+		return []step{plainOK("not offered")}
+	}
+	// broken: the handshake fails; refuse: STARTTLS gets 454.
+	what := map[string]string{"broken": "TLS handshake failed", "refuse": "STARTTLS refused: 454 4.7.0"}[peer]
+	if required {
+		return profileFail("TLS required, but "+what, "tls=failed ("+what)
+	}
+	failed := func(flag bool) step {
+		return step{status: queue.TempFail, code: 451, flag: flag, text: what,
+			log: []string{"tls=failed (" + what, "status=deferred (451 4.7.5"}}
+	}
+	switch fallback {
+	case "none":
+		return []step{failed(false), failed(false)}
+	case "plain":
+		return []step{plainOK("fallback to plain after " + what)}
+	case "next-retry":
+		if peer == "refuse" {
+			return []step{failed(false), failed(false)} // not a handshake failure
+		}
+	}
+	// next-retry-any, and next-retry after a handshake failure: plain
+	// text on the next attempt (which succeeds), TLS again after that.
+	return []step{failed(true), plainOK("plain text retry after TLS failure")}
+}
+
+// TestTLSAlternation checks that next-retry goes back to TLS on the attempt
+// after the plain text one.
+func TestTLSAlternation(t *testing.T) {
+	f := peers(t)
+	cfg := config.New()
+	cfg.Mailsetting.StartTLS.Fallback = "next-retry"
+	d, logs := newDeliverer(t, f, cfg, nil)
+	job := newJob("alternation-1", "sender@mailgate.test", "broken.test", "busy@broken.test")
+	for n, prefer := range []bool{false, true, false, true} {
+		job.Attempt, job.PreferPlain = n+1, prefer
+		r := deliver(t, d, job)[0]
+		if prefer {
+			if r.Status != queue.Delivered || !strings.Contains(logs.last(), "tls=none (reason: plain text retry after TLS failure)") {
+				t.Fatalf("attempt %d: %s; %s", n+1, fmtResult(r), logs.last())
+			}
+		} else if r.Status != queue.TempFail || !r.TLSHandshakeFailed || !strings.Contains(logs.last(), "tls=failed (TLS handshake failed") {
+			t.Fatalf("attempt %d: %s; %s", n+1, fmtResult(r), logs.last())
+		}
+	}
+}
+
+// TestTLSProfileActionFail bounces at once when a required TLS profile
+// with action fail is not met.
+func TestTLSProfileActionFail(t *testing.T) {
+	f := peers(t)
+	cfg, err := config.Parse(`config profile tls
+    edit "must"
+        set level encrypt
+        set action fail
+    next
+end
+config policy access-control delivery
+    edit 1
+        set recipient-pattern "*@plain.test"
+        set tls-profile "must"
+    next
+end
+`, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, logs := newDeliverer(t, f, cfg, nil)
+	r := deliver(t, d, newJob("action-fail", "sender@mailgate.test", "plain.test", "user@plain.test"))[0]
+	if r.Status != queue.PermFail || r.Code != 550 || r.Enhanced != "5.7.0" || !strings.Contains(logs.last(), "status=bounced (550 5.7.0") {
+		t.Fatalf("%s; %s", fmtResult(r), logs.last())
+	}
+	// The rule does not match tls.test: opportunistic TLS there.
+	r = deliver(t, d, newJob("action-fail-other", "sender@mailgate.test", "tls.test", "user@tls.test"))[0]
+	if r.Status != queue.Delivered || r.TLS == "" {
+		t.Fatalf("%s; %s", fmtResult(r), logs.last())
+	}
+}
+
+// TestMixedRecipientProfiles applies each recipient's own delivery rule
+// within one job.
+func TestMixedRecipientProfiles(t *testing.T) {
+	f := peers(t)
+	cfg, err := config.Parse(`config profile tls
+    edit "must"
+        set level encrypt
+    next
+end
+config policy access-control delivery
+    edit 1
+        set recipient-pattern "vip@*"
+        set tls-profile "must"
+    next
+end
+`, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, logs := newDeliverer(t, f, cfg, nil)
+	for _, c := range []struct {
+		peer      string
+		vipStatus queue.Status
+		vipText   string
+		log       string
+	}{
+		{"tls", queue.Delivered, "queued as", "STARTTLS=client"},
+		{"plain", queue.TempFail, "TLS required", "tls=none (reason: not offered)"},
+		{"broken", queue.TempFail, "TLS required, but TLS handshake failed", "tls=none (reason: fallback to plain after TLS handshake failed"},
+	} {
+		token := "mixed-" + c.peer
+		res := deliver(t, d, newJob(token, "s@mailgate.test", c.peer+".test", "vip@"+c.peer+".test", "user@"+c.peer+".test"))
+		if res[0].Status != c.vipStatus || !strings.Contains(res[0].Text, c.vipText) || res[1].Status != queue.Delivered {
+			t.Fatalf("%s: %s / %s; %s", c.peer, fmtResult(res[0]), fmtResult(res[1]), logs.last())
+		}
+		if !strings.Contains(logs.last(), c.log) {
+			t.Fatalf("%s: log %s", c.peer, logs.last())
+		}
+		sink := map[string]*postfixtest.Instance{"tls": f.tls, "plain": f.plain, "broken": f.broken}[c.peer]
+		if over := arrivedTLS(t, sink, res[1], token); over != (c.peer == "tls") {
+			t.Fatalf("%s: over TLS %v", c.peer, over)
+		}
+	}
+}

@@ -1,0 +1,276 @@
+// Package gateway runs gateway mode: mailgate as the MTA in front of an
+// organisation's mail server. Inbound SMTP (smtpd) decides each recipient
+// by the receive policy and hands accepted mail to the durable queue; the
+// queue's scheduler hands it to delivery, which relays protected domains
+// to their configured servers and everything else by relay host or MX.
+// This package only wires those together and keeps the listeners in step
+// with the configuration.
+package gateway
+
+import (
+	"context"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"time"
+
+	"mailgate/admin"
+	"mailgate/cert"
+	"mailgate/config"
+	"mailgate/delivery"
+	"mailgate/eventlog"
+	"mailgate/queue"
+	"mailgate/smtpd"
+)
+
+// Options configure gateway mode.
+type Options struct {
+	DataDir    string
+	Service    *admin.Service
+	ListenHost string
+	// Port overrides for this run (0: the configured port).
+	SMTPPort, SMTPSPort, MSAPort int
+	// DNSServers overrides `system dns` (host:port), for test networks.
+	DNSServers []string
+	// MXPort overrides port 25 for MX deliveries, for test networks.
+	MXPort int
+}
+
+// Mode is running gateway mode.
+type Mode struct {
+	opt  Options
+	svc  *admin.Service
+	q    *queue.Queue
+	dlv  *delivery.Deliverer
+	smtp *smtpd.Server
+
+	mu        sync.Mutex
+	listeners map[smtpd.Kind]*listener
+	closed    bool
+	wg        sync.WaitGroup
+}
+
+type listener struct {
+	addr string
+	ln   net.Listener
+}
+
+// Start opens the queue and starts delivery and the SMTP listeners.
+func Start(o Options) (*Mode, error) {
+	m := &Mode{opt: o, svc: o.Service, listeners: map[smtpd.Kind]*listener{}}
+	cfg := func() *config.Config { c, _ := m.svc.Config(); return c }
+	hostname := func() string { return cfg().System.Global.Hostname }
+	logs := m.svc.Log()
+	resolver := delivery.NewResolver(m.dnsServers(cfg()))
+	m.dlv = delivery.New(delivery.Options{
+		Config:   cfg,
+		Resolver: resolver,
+		Hostname: hostname,
+		Roots:    func() *x509.CertPool { return roots(cfg()) },
+		Log:      func(line string) { logs.Logf(eventlog.Information, "delivery", "%s", line) },
+		MXPort:   o.MXPort,
+		Unseal:   func(token string) ([]byte, error) { return m.svc.Env().Open(token) },
+	})
+	var err error
+	m.q, err = queue.Open(queue.Options{
+		Dir:       o.DataDir,
+		Deliverer: m.dlv,
+		Schedule: func() queue.Schedule {
+			q := cfg().Mailsetting.Queue
+			return queue.Schedule{RetryInterval: time.Duration(q.RetryInterval) * time.Minute,
+				WarningAfter: time.Duration(q.WarningTime) * time.Hour, MaxAge: time.Duration(q.MaxTime) * time.Hour}
+		},
+		Hostname: hostname,
+		History: func(h queue.HistoryRecord) {
+			logs.History(eventlog.History{Time: h.Time, SessionID: h.SessionID, MsgID: h.MsgID, ClientIP: addrString(h.ClientIP),
+				From: h.From, To: h.To, Classifier: "Delivery", Disposition: h.Disposition, TLS: h.TLS, Status: h.Status, Host: h.Host})
+		},
+		Event: func(level, msg string) { logs.Log(eventlog.Event{Level: parseLevel(level), Subsystem: "queue", Message: msg}) },
+	})
+	if err != nil {
+		m.dlv.Close()
+		return nil, fmt.Errorf("mail queue: %w", err)
+	}
+	m.smtp = smtpd.New(smtpd.Options{
+		Config: cfg,
+		Certs:  m.svc.Certificates(),
+		Queue:  m.q,
+		LookupAddr: func(ctx context.Context, ip netip.Addr) (string, error) {
+			return forwardConfirmed(ctx, resolver, ip)
+		},
+		SpoolDir: filepath.Join(o.DataDir, "spool"),
+		History: func(h smtpd.History) {
+			logs.History(eventlog.History{Time: h.Time, SessionID: h.SessionID, ClientIP: addrString(h.ClientIP), From: h.From, To: h.To,
+				Classifier: h.Classifier, Disposition: h.Disposition, TLS: h.TLS, Status: h.Status})
+		},
+		Event: func(level, msg string) { logs.Log(eventlog.Event{Level: parseLevel(level), Subsystem: "smtp", Message: msg}) },
+	})
+	if err := m.Apply(cfg()); err != nil {
+		m.Close()
+		return nil, err
+	}
+	m.q.Start()
+	m.svc.SetQueue(m.q)
+	return m, nil
+}
+
+// forwardConfirmed returns the client's reverse DNS name only when that
+// name resolves back to the client's address: policies match on it, and a
+// PTR record alone is whatever the owner of the address chose.
+func forwardConfirmed(ctx context.Context, r *delivery.Resolver, ip netip.Addr) (string, error) {
+	name, err := r.LookupAddr(ctx, ip)
+	if err != nil || name == "" {
+		return "", err
+	}
+	addrs, err := r.LookupHost(ctx, name)
+	if err != nil {
+		return "", err
+	}
+	for _, a := range addrs {
+		if a.Unmap() == ip.Unmap() {
+			return name, nil
+		}
+	}
+	return "", nil
+}
+
+func (m *Mode) dnsServers(c *config.Config) []string {
+	if len(m.opt.DNSServers) > 0 {
+		return m.opt.DNSServers
+	}
+	var out []string
+	for _, s := range []string{c.System.DNS.Primary, c.System.DNS.Secondary} {
+		if s != "" {
+			out = append(out, net.JoinHostPort(s, "53"))
+		}
+	}
+	return out // empty: resolv.conf
+}
+
+// roots is the CA store for verified TLS: the system's roots plus the
+// configured `system certificate ca` entries.
+func roots(c *config.Config) *x509.CertPool {
+	pool, err := x509.SystemCertPool()
+	if err != nil || pool == nil {
+		pool = x509.NewCertPool()
+	}
+	for _, ca := range c.System.Certificate.CA {
+		certs, err := cert.ParseChain([]byte(ca.Certificate))
+		if err != nil {
+			continue
+		}
+		for _, c := range certs {
+			pool.AddCert(c)
+		}
+	}
+	return pool
+}
+
+// Apply opens, moves or closes listeners to match c.
+func (m *Mode) Apply(c *config.Config) error {
+	ms := &c.Mailsetting.MailServerSettings
+	want := map[smtpd.Kind]int{smtpd.SMTP: pick(m.opt.SMTPPort, ms.SMTPPort)}
+	if ms.SMTPSStatus {
+		want[smtpd.SMTPS] = pick(m.opt.SMTPSPort, ms.SMTPSPort)
+	}
+	if ms.SMTPMSAStatus {
+		want[smtpd.MSA] = pick(m.opt.MSAPort, ms.SMTPMSAPort)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return errors.New("gateway mode is stopped")
+	}
+	var errs []error
+	for k, l := range m.listeners {
+		if port, ok := want[k]; !ok || l.addr != m.addr(port) {
+			l.ln.Close()
+			delete(m.listeners, k)
+		}
+	}
+	for k, port := range want {
+		if _, ok := m.listeners[k]; ok {
+			continue
+		}
+		addr := m.addr(port)
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s listener: %w", k, err))
+			continue
+		}
+		m.listeners[k] = &listener{addr: addr, ln: ln}
+		m.wg.Add(1)
+		go func(k smtpd.Kind) {
+			defer m.wg.Done()
+			m.smtp.Serve(ln, k)
+		}(k)
+	}
+	return errors.Join(errs...)
+}
+
+func (m *Mode) addr(port int) string { return net.JoinHostPort(m.opt.ListenHost, strconv.Itoa(port)) }
+
+func pick(override, configured int) int {
+	if override != 0 {
+		return override
+	}
+	return configured
+}
+
+// Addr returns the address a listener is bound to ("" when closed).
+func (m *Mode) Addr(k smtpd.Kind) string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if l, ok := m.listeners[k]; ok {
+		return l.ln.Addr().String()
+	}
+	return ""
+}
+
+// Queue is the mail queue.
+func (m *Mode) Queue() *queue.Queue { return m.q }
+
+// Close stops accepting mail, then delivery, and closes the queue: mail
+// that was acknowledged stays on disk for the next start.
+func (m *Mode) Close() error {
+	m.mu.Lock()
+	m.closed = true
+	for k, l := range m.listeners {
+		l.ln.Close()
+		delete(m.listeners, k)
+	}
+	m.mu.Unlock()
+	m.svc.SetQueue(nil)
+	var errs []error
+	if m.smtp != nil {
+		errs = append(errs, m.smtp.Close())
+	}
+	m.wg.Wait()
+	if m.q != nil {
+		errs = append(errs, m.q.Close())
+	}
+	if m.dlv != nil {
+		m.dlv.Close()
+	}
+	return errors.Join(errs...)
+}
+
+func parseLevel(s string) eventlog.Level {
+	l, err := eventlog.ParseLevel(s)
+	if err != nil {
+		return eventlog.Information
+	}
+	return l
+}
+
+func addrString(a netip.Addr) string {
+	if !a.IsValid() {
+		return ""
+	}
+	return a.String()
+}
