@@ -233,3 +233,56 @@ func TestGatewayKillDuringLoad(t *testing.T) {
 		time.Sleep(500 * time.Millisecond)
 	}
 }
+
+// TestGatewayDeferredQueue: a protected domain whose server refuses
+// connections; the admin lists the deferred message with its reason,
+// retries it, downloads it and deletes it.
+func TestGatewayDeferredQueue(t *testing.T) {
+	g := startGateway(t)
+	dead := freePort(t) // nothing listens here
+	setup := fmt.Sprintf("config domain\nedit deadend.example\nset smtp-server 127.0.0.1\nset smtp-port %d\nnext\nend\n", dead)
+	if out, code := g.ssh(newPassword, setup, "admin@127.0.0.1"); code != 0 {
+		t.Fatalf("setup: %s", out)
+	}
+	out, code := swaks(t, "--server", fmt.Sprintf("127.0.0.1:%d", g.smtp), "--from", "a@outside.example",
+		"--to", "c@deadend.example", "--header", "Subject: stuck in the queue")
+	if code != 0 {
+		t.Fatalf("send: %s", out)
+	}
+	id := regexp.MustCompile(`queued as (\S+)`).FindStringSubmatch(out)[1]
+	waitFor := func(cmd, want string) string {
+		t.Helper()
+		deadline := time.Now().Add(20 * time.Second)
+		for {
+			out, _ := g.ssh(newPassword, "", "admin@127.0.0.1", cmd)
+			if strings.Contains(out, want) {
+				return out
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s never showed %q:\n%s", cmd, want, out)
+			}
+			time.Sleep(300 * time.Millisecond)
+		}
+	}
+	list := waitFor("diagnose mailqueue list", "attempts=1")
+	if !strings.Contains(list, id) || !strings.Contains(list, "c@deadend.example") || !strings.Contains(list, "deferred") ||
+		!strings.Contains(list, "reason: ") {
+		t.Fatalf("queue list lacks the deferred message and its reason:\n%s", list)
+	}
+	if out, _ = g.ssh(newPassword, "", "admin@127.0.0.1", "diagnose mailqueue retry "+id); !strings.Contains(out, "Scheduled") {
+		t.Fatalf("retry: %s", out)
+	}
+	waitFor("diagnose mailqueue list", "attempts=2")
+	msg, _ := g.ssh(newPassword, "", "admin@127.0.0.1", "diagnose mailqueue view "+id)
+	if !strings.Contains(msg, "Subject: stuck in the queue") || !strings.Contains(msg, "by mailgate (mailgate)") {
+		t.Fatalf("view:\n%s", msg)
+	}
+	if out, _ = g.ssh(newPassword, "", "admin@127.0.0.1", "diagnose mailqueue delete "+id); !strings.Contains(out, "deleted") {
+		t.Fatalf("delete: %s", out)
+	}
+	waitFor("diagnose mailqueue list", "0 message(s) in the queue")
+	waitFor("diagnose log history 20 deadend", "disposition=Deleted")
+	if out, _ = g.ssh(newPassword, "", "admin@127.0.0.1", "diagnose mailqueue view "+id); !strings.Contains(out, "entry not found") {
+		t.Fatalf("view after delete: %s", out)
+	}
+}
