@@ -90,7 +90,9 @@ func Start(o Options) (*Mode, error) {
 			logs.History(eventlog.History{Time: h.Time, SessionID: h.SessionID, MsgID: h.MsgID, ClientIP: addrString(h.ClientIP),
 				From: h.From, To: h.To, Classifier: "Delivery", Disposition: h.Disposition, TLS: h.TLS, Status: h.Status, Host: h.Host})
 		},
-		Event: func(level, msg string) { logs.Log(eventlog.Event{Level: parseLevel(level), Subsystem: "queue", Message: msg}) },
+		Event: func(level, msg string) {
+			logs.Log(eventlog.Event{Level: parseLevel(level), Subsystem: "queue", Message: msg})
+		},
 	})
 	if err != nil {
 		m.dlv.Close()
@@ -108,7 +110,9 @@ func Start(o Options) (*Mode, error) {
 			logs.History(eventlog.History{Time: h.Time, SessionID: h.SessionID, ClientIP: addrString(h.ClientIP), From: h.From, To: h.To,
 				Classifier: h.Classifier, Disposition: h.Disposition, TLS: h.TLS, Status: h.Status})
 		},
-		Event: func(level, msg string) { logs.Log(eventlog.Event{Level: parseLevel(level), Subsystem: "smtp", Message: msg}) },
+		Event: func(level, msg string) {
+			logs.Log(eventlog.Event{Level: parseLevel(level), Subsystem: "smtp", Message: msg})
+		},
 	})
 	if err := m.Apply(cfg()); err != nil {
 		m.Close()
