@@ -27,6 +27,7 @@ type History struct {
 	TLS         string // inbound TLS ("TLSv1.3 TLS_AES_128_GCM_SHA256 128 bits"), "" for plain text
 	Status      string // the reply given or received
 	Host        string // next hop for deliveries
+	RelayTLS    string // TLS of the delivery to Host, "" for plain text
 }
 
 type historyRecord struct {
@@ -41,6 +42,7 @@ type historyRecord struct {
 	TLS         string `json:"l,omitempty"`
 	Status      string `json:"x,omitempty"`
 	Host        string `json:"h,omitempty"`
+	RelayTLS    string `json:"o,omitempty"`
 }
 
 type queuedHistory History
@@ -48,7 +50,7 @@ type queuedHistory History
 func (h *queuedHistory) encode(uint64) ([]byte, error) {
 	return json.Marshal(historyRecord{Time: h.Time.UnixNano(), SessionID: h.SessionID, MsgID: h.MsgID,
 		ClientIP: h.ClientIP, From: h.From, To: h.To, Classifier: h.Classifier, Disposition: h.Disposition,
-		TLS: h.TLS, Status: h.Status, Host: h.Host})
+		TLS: h.TLS, Status: h.Status, Host: h.Host, RelayTLS: h.RelayTLS})
 }
 
 // History queues a history record; like Log it never blocks.
@@ -101,7 +103,7 @@ func (l *Log) QueryHistory(f HistoryFilter) ([]History, error) {
 			}
 			h := History{ID: binary.BigEndian.Uint64(k), Time: time.Unix(0, r.Time), SessionID: r.SessionID, MsgID: r.MsgID,
 				ClientIP: r.ClientIP, From: r.From, To: r.To, Classifier: r.Classifier, Disposition: r.Disposition,
-				TLS: r.TLS, Status: r.Status, Host: r.Host}
+				TLS: r.TLS, Status: r.Status, Host: r.Host, RelayTLS: r.RelayTLS}
 			if !f.match(&h, contains) {
 				continue
 			}
@@ -139,6 +141,13 @@ func FormatHistory(h History) string {
 	}
 	field("tls", tls)
 	field("relay", h.Host)
+	if h.Host != "" {
+		relayTLS := h.RelayTLS
+		if relayTLS == "" {
+			relayTLS = "none"
+		}
+		field("relay_tls", relayTLS)
+	}
 	if h.Status != "" {
 		b.WriteString(" status=" + strconv.Quote(h.Status))
 	}

@@ -150,7 +150,7 @@ func (q *Queue) Delete(id string) error {
 		}
 		hist = append(hist, HistoryRecord{Time: now, MsgID: m.id, SessionID: m.p.Env.SessionID, ClientIP: m.p.Env.ClientIP,
 			From: m.p.Env.From, To: r.Addr, Disposition: DispDeleted, Status: "deleted from the queue by the administrator",
-			Host: r.Host, TLS: r.TLS, Attempts: r.Attempts})
+			Host: r.Host, TLS: r.TLS, Attempts: r.Attempts, Classifier: m.p.Env.Classifier(r.Addr), InboundTLS: m.p.Env.TLS})
 	}
 	rec := newRecord(nil)
 	rec.del(m.id)

@@ -133,6 +133,8 @@ type HistoryRecord struct {
 	Host        string // the next hop of the last attempt
 	TLS         string // the TLS of the last attempt, "" for plain text
 	Attempts    int
+	Classifier  string // why the recipient was accepted (Envelope.Classifier)
+	InboundTLS  string // the TLS of the session the message came in on
 }
 
 // Dispositions in HistoryRecord.

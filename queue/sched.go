@@ -355,7 +355,8 @@ func (q *Queue) finish(j *job, jb *Job, results []Result) {
 			rc.Plain = true
 		}
 		h := HistoryRecord{Time: now, MsgID: m.id, SessionID: m.p.Env.SessionID, ClientIP: m.p.Env.ClientIP,
-			From: sender, To: rc.Addr, Status: rc.Err, Host: rc.Host, TLS: rc.TLS, Attempts: rc.Attempts}
+			From: sender, To: rc.Addr, Status: rc.Err, Host: rc.Host, TLS: rc.TLS, Attempts: rc.Attempts,
+			Classifier: m.p.Env.Classifier(rc.Addr), InboundTLS: m.p.Env.TLS}
 		switch res.Status {
 		case Delivered:
 			rc.State, rc.Next = StateDelivered, 0

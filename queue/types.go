@@ -11,12 +11,15 @@ import (
 type Envelope struct {
 	From       string   // envelope sender; "" is the null sender (bounces)
 	Recipients []string // accepted recipients, in RCPT order
-	SessionID  string
-	ClientIP   netip.Addr
-	Helo       string
-	AuthUser   string // "" when not authenticated
-	TLS        string // "TLSv1.3 TLS_AES_128_GCM_SHA256", "" for plain text
-	Received   time.Time
+	// Classifiers says why each recipient was accepted (the receive
+	// policy's classifier), parallel to Recipients; may be shorter.
+	Classifiers []string
+	SessionID   string
+	ClientIP    netip.Addr
+	Helo        string
+	AuthUser    string // "" when not authenticated
+	TLS         string // "TLSv1.3 TLS_AES_128_GCM_SHA256", "" for plain text
+	Received    time.Time
 }
 
 // Job is one delivery attempt: recipients of one message that share a
@@ -88,4 +91,14 @@ type Recipient struct {
 	LastError    string
 	PreferPlain  bool // next attempt in plain text (STARTTLS next-retry fallback)
 	Warned       bool // delay notification sent
+}
+
+// Classifier returns why rcpt was accepted ("" when unknown).
+func (e *Envelope) Classifier(rcpt string) string {
+	for i, r := range e.Recipients {
+		if r == rcpt && i < len(e.Classifiers) {
+			return e.Classifiers[i]
+		}
+	}
+	return ""
 }

@@ -67,6 +67,7 @@ type transaction struct {
 	active    bool
 	from      string
 	rcpts     []string // accepted, to be queued
+	classes   []string // why each of rcpts was accepted (policy classifier)
 	discarded []string // accepted, to be dropped
 	count     int      // accepted recipients, for max-recipients
 }
@@ -431,6 +432,7 @@ func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 		}
 	}
 	s.tx.rcpts = append(s.tx.rcpts, to)
+	s.tx.classes = append(s.tx.classes, d.Classifier)
 	return nil
 }
 
@@ -459,6 +461,7 @@ func (s *session) Data(r io.Reader) error {
 	s.mu.Lock()
 	tx := s.tx
 	tx.rcpts = append([]string(nil), tx.rcpts...)
+	tx.classes = append([]string(nil), tx.classes...)
 	s.mu.Unlock()
 	sp := &spool{dir: s.srv.o.SpoolDir}
 	defer sp.Close()
@@ -498,7 +501,7 @@ func (s *session) Data(r io.Reader) error {
 	}
 	now := s.srv.o.Now()
 	hdr := s.received(msgID, tx.rcpts, now)
-	env := queue.Envelope{From: tx.from, Recipients: tx.rcpts, SessionID: s.id, ClientIP: s.ip, Helo: s.helo(),
+	env := queue.Envelope{From: tx.from, Recipients: tx.rcpts, Classifiers: tx.classes, SessionID: s.id, ClientIP: s.ip, Helo: s.helo(),
 		AuthUser: s.authUser, TLS: s.tlsEnv, Received: now}
 	body, err := sp.Reader()
 	if err != nil {

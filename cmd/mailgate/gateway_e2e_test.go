@@ -115,7 +115,10 @@ func TestGatewayRelaysAndRefusesOpenRelay(t *testing.T) {
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		hist, _ := g.ssh(newPassword, "", "admin@127.0.0.1", "diagnose log history 50")
-		if strings.Contains(hist, "to=<bob@example.com>") && strings.Contains(hist, "disposition=Delivered") &&
+		// The delivered record says why the message was accepted and how
+		// it came in, and where it went.
+		delivered := regexp.MustCompile(`to=<bob@example.com> classifier="Protected Domain" disposition=Delivered tls="TLSv1.3 [^"]+" relay=\S+ relay_tls=`)
+		if delivered.MatchString(hist) && strings.Contains(hist, "disposition=Delivered") &&
 			strings.Contains(hist, "to=<victim@elsewhere.example>") && strings.Contains(hist, "Relay Denied") &&
 			strings.Contains(hist, "to=<friend@outside.example>") {
 			break

@@ -88,7 +88,8 @@ func Start(o Options) (*Mode, error) {
 		Hostname: hostname,
 		History: func(h queue.HistoryRecord) {
 			logs.History(eventlog.History{Time: h.Time, SessionID: h.SessionID, MsgID: h.MsgID, ClientIP: addrString(h.ClientIP),
-				From: h.From, To: h.To, Classifier: "Delivery", Disposition: h.Disposition, TLS: h.TLS, Status: h.Status, Host: h.Host})
+				From: h.From, To: h.To, Classifier: h.Classifier, Disposition: h.Disposition, TLS: h.InboundTLS,
+				Status: h.Status, Host: h.Host, RelayTLS: h.TLS})
 		},
 		Event: func(level, msg string) {
 			logs.Log(eventlog.Event{Level: parseLevel(level), Subsystem: "queue", Message: msg})
