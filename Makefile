@@ -5,7 +5,7 @@ LDFLAGS := -X mailgate/admin.Version=$(VERSION)
 DATA    ?= $(CURDIR)/data
 FUZZTIME ?= 10s
 
-.PHONY: all build run test test-deps unit fuzz vet clean
+.PHONY: all build run test test-deps unit fuzz vet soak clean
 
 all: build
 
@@ -30,6 +30,12 @@ vet:
 unit:
 	$(GO) test -count=1 -timeout 10m ./...
 
+# The long versions of the fault tests (kill -9 under load, full data
+# partition, misbehaving next hops, abusive clients): cmd/mailgate/fault_test.go.
+SOAKTIME ?= 90m
+soak: test-deps
+	MAILGATE_SOAK=1 $(GO) test -count=1 -timeout $(SOAKTIME) -run '^TestFault' -v ./cmd/mailgate
+
 # Short runs of every fuzz target (go test -fuzz takes one target at a time).
 fuzz:
 	@set -e; for pkg in $$($(GO) list ./...); do \
@@ -38,6 +44,20 @@ fuzz:
 	    $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) $$pkg; \
 	  done; \
 	done
+
+# Relay benchmark: mailgate in gateway mode against a private Postfix
+# relay, smtp-source -> system -> smtp-sink on loopback, plus the memory
+# of idle connections and the Go micro-benchmarks of the hot paths. The
+# report is printed and saved in bench/results/. Needs root (Postfix).
+# Not part of make test. BENCHFLAGS adds options, e.g.
+# BENCHFLAGS="-cases 1k-10-plain -systems mailgate".
+BENCHFLAGS ?=
+bench: test-deps
+	$(GO) run ./bench $(BENCHFLAGS)
+
+# A short run (about two minutes): 2,000 messages per pass, four cases.
+bench-quick: test-deps
+	$(GO) run ./bench -quick $(BENCHFLAGS)
 
 clean:
 	rm -rf bin

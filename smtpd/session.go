@@ -477,6 +477,14 @@ func (s *session) Data(r io.Reader) error {
 		s.event("information", "timeout receiving message data from %s", s.client())
 		s.shim.closeAfterWrite.Store(true)
 		return s.refuse(tx, "Data Timeout", errDataTimeout)
+	case errors.As(err, new(*spoolError)):
+		// Storing the message failed, not the client: a temporary local
+		// error (go-smtp would answer 554 with the file name).
+		s.event("error", "message from %s not received: %v, from=<%s>", s.client(), err, tx.from)
+		if diskFull(err) {
+			return s.refuse(tx, "Disk Full", errDiskFull)
+		}
+		return s.refuse(tx, "Queue Error", errQueue)
 	default:
 		return err // the client went away or reset the transfer
 	}
@@ -585,7 +593,7 @@ func copyMessage(w io.Writer, r io.Reader, normalise bool) (size int64, bare boo
 		}
 		if len(out) > 0 && (normalise || !bare) {
 			if _, err := w.Write(out); err != nil {
-				return size, bare && !normalise, err
+				return size, bare && !normalise, &spoolError{err}
 			}
 			size += int64(len(out))
 			last = out[len(out)-1]

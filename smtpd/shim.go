@@ -238,6 +238,7 @@ func (s *shim) Write(p []byte) (n int, err error) {
 		line := data[:i+1]
 		data = data[i+1:]
 		if out, err = s.reply(out, line); err != nil {
+			s.Close()
 			return 0, err
 		}
 	}
@@ -246,6 +247,11 @@ func (s *shim) Write(p []byte) (n int, err error) {
 	}
 	if len(out) > 0 {
 		if err := s.writeOut(out); err != nil {
+			// A reply that cannot be written (the client has not read
+			// for command-timeout, or is gone) ends the session: go-smtp
+			// ignores write errors, and its buffered writer would fail
+			// every later reply at once while commands are still read.
+			s.Close()
 			return 0, err
 		}
 	}

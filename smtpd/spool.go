@@ -57,3 +57,10 @@ func (s *spool) Close() error {
 	s.f = nil
 	return err
 }
+
+// spoolError is a failure to store the message being received, as opposed
+// to one reading it from the client.
+type spoolError struct{ err error }
+
+func (e *spoolError) Error() string { return "spool: " + e.err.Error() }
+func (e *spoolError) Unwrap() error { return e.err }

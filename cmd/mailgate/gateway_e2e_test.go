@@ -3,13 +3,10 @@ package main
 import (
 	"fmt"
 	"net"
-	"net/smtp"
 	"os/exec"
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -28,7 +25,8 @@ type gateway struct {
 	dns              *dnstest.Server
 }
 
-func startGateway(t *testing.T) *gateway {
+// Extra appliance flags may follow (a later -data overrides the default).
+func startGateway(t *testing.T, args ...string) *gateway {
 	t.Helper()
 	sink := postfixtest.StartSink(t, postfixtest.SinkOptions{})
 	_, sinkPort, _ := net.SplitHostPort(sink.Addr)
@@ -36,8 +34,8 @@ func startGateway(t *testing.T) *gateway {
 	dns.AddMX("outside.example", 10, "mx.outside.example")
 	dns.AddA("mx.outside.example", "127.0.0.1")
 	g := &gateway{sink: sink, dns: dns, smtp: freePort(t), smtps: freePort(t), msa: freePort(t)}
-	g.instance = startFresh(t, "-smtp-port", strconv.Itoa(g.smtp), "-smtps-port", strconv.Itoa(g.smtps),
-		"-msa-port", strconv.Itoa(g.msa), "-dns-server", dns.Addr(), "-mx-port", sinkPort)
+	g.instance = startFresh(t, append([]string{"-smtp-port", strconv.Itoa(g.smtp), "-smtps-port", strconv.Itoa(g.smtps),
+		"-msa-port", strconv.Itoa(g.msa), "-dns-server", dns.Addr(), "-mx-port", sinkPort}, args...)...)
 	setup := strings.Join([]string{
 		"config domain", "edit example.com", "set smtp-server 127.0.0.1", "set smtp-port " + sinkPort, "next", "end",
 		"config user local", "edit alice", "set password Alice#Submit2026", "next", "end",
@@ -142,98 +140,25 @@ func TestGatewayRelaysAndRefusesOpenRelay(t *testing.T) {
 // message that got a 250 reaches the sink, counting duplicates.
 func TestGatewayKillDuringLoad(t *testing.T) {
 	g := startGateway(t)
-	server := fmt.Sprintf("127.0.0.1:%d", g.smtp)
-	var (
-		mu    sync.Mutex
-		acked = map[string]bool{}
-		sent  atomic.Int64
-		stop  atomic.Bool
-		wg    sync.WaitGroup
-	)
-	send := func(id string) error {
-		c, err := smtp.Dial(server)
-		if err != nil {
-			return err
-		}
-		defer c.Close()
-		if err := c.Mail("load@outside.example"); err != nil {
-			return err
-		}
-		if err := c.Rcpt("bob@example.com"); err != nil {
-			return err
-		}
-		w, err := c.Data()
-		if err != nil {
-			return err
-		}
-		fmt.Fprintf(w, "Subject: load\r\nX-Load-ID: %s\r\n\r\nbody %s\r\n", id, id)
-		if err := w.Close(); err != nil { // the 250 after DATA
-			return err
-		}
-		mu.Lock()
-		acked[id] = true
-		mu.Unlock()
-		c.Quit()
-		return nil
-	}
-	for w := 0; w < 8; w++ {
-		wg.Add(1)
-		go func(w int) {
-			defer wg.Done()
-			for i := 0; !stop.Load() && i < 10000; i++ {
-				sent.Add(1)
-				send(fmt.Sprintf("w%d-%d", w, i))
-			}
-		}(w)
-	}
+	load := startLoad(fmt.Sprintf("127.0.0.1:%d", g.smtp), "bob@example.com", 8, 0)
 	// Let load build up, then kill -9 mid-stream.
-	for sent.Load() < 150 {
+	for load.sent.Load() < 150 {
 		time.Sleep(10 * time.Millisecond)
 	}
 	g.stop(syscall.SIGKILL)
-	stop.Store(true)
-	wg.Wait()
-	mu.Lock()
-	n := len(acked)
-	mu.Unlock()
-	if n == 0 {
+	load.stop()
+	acked := load.ackedIDs()
+	if len(acked) == 0 {
 		t.Fatal("no message was acknowledged before the kill")
 	}
 	g.start()
-	deadline := time.Now().Add(90 * time.Second)
-	idRe := regexp.MustCompile(`X-Load-ID: (\S+)`)
-	for {
-		seen := map[string]int{}
-		for _, m := range g.sink.Messages() {
-			if sm := idRe.FindStringSubmatch(m); sm != nil {
-				seen[sm[1]]++
-			}
-		}
-		missing, dups := 0, 0
-		for id := range acked {
-			if seen[id] == 0 {
-				missing++
-			}
-		}
-		for _, c := range seen {
-			if c > 1 {
-				dups += c - 1
-			}
-		}
-		if missing == 0 {
-			// A duplicate is a delivery the next hop accepted whose result
-			// was not yet on disk at the kill (RFC 1047's window, about a
-			// millisecond here): at most one per delivery in flight.
-			t.Logf("%d messages acknowledged before kill -9, all delivered; %d duplicate deliveries; %d attempted", n, dups, sent.Load())
-			if dups > queue.DefaultWorkers {
-				t.Errorf("%d duplicate deliveries, more than the %d deliveries that can be in flight", dups, queue.DefaultWorkers)
-			}
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d of %d acknowledged messages lost after kill -9 and restart", missing, n)
-		}
-		time.Sleep(500 * time.Millisecond)
+	// A duplicate is a delivery the next hop accepted whose result was not
+	// yet on disk at the kill (RFC 1047's window, about a millisecond
+	// here): at most one per delivery in flight.
+	dups := waitDelivered(t, g.sink.Messages, acked, 90*time.Second)
+	t.Logf("%d messages acknowledged before kill -9, all delivered; %d duplicate deliveries; %d attempted", len(acked), dups, load.sent.Load())
+	if dups > queue.DefaultWorkers {
+		t.Errorf("%d duplicate deliveries, more than the %d deliveries that can be in flight", dups, queue.DefaultWorkers)
 	}
 }
 

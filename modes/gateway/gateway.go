@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
 	"path/filepath"
 	"strconv"
 	"sync"
@@ -99,6 +100,12 @@ func Start(o Options) (*Mode, error) {
 		m.dlv.Close()
 		return nil, fmt.Errorf("mail queue: %w", err)
 	}
+	spoolDir, err := prepareSpool(o.DataDir)
+	if err != nil {
+		m.q.Close()
+		m.dlv.Close()
+		return nil, err
+	}
 	m.smtp = smtpd.New(smtpd.Options{
 		Config: cfg,
 		Certs:  m.svc.Certificates(),
@@ -106,7 +113,7 @@ func Start(o Options) (*Mode, error) {
 		LookupAddr: func(ctx context.Context, ip netip.Addr) (string, error) {
 			return forwardConfirmed(ctx, resolver, ip)
 		},
-		SpoolDir: filepath.Join(o.DataDir, "spool"),
+		SpoolDir: spoolDir,
 		History: func(h smtpd.History) {
 			logs.History(eventlog.History{Time: h.Time, SessionID: h.SessionID, ClientIP: addrString(h.ClientIP), From: h.From, To: h.To,
 				Classifier: h.Classifier, Disposition: h.Disposition, TLS: h.TLS, Status: h.Status})
@@ -122,6 +129,21 @@ func Start(o Options) (*Mode, error) {
 	m.q.Start()
 	m.svc.SetQueue(m.q)
 	return m, nil
+}
+
+// prepareSpool creates the directory where smtpd keeps messages over 1 MiB
+// while it receives them, and removes the files a crash left there (no
+// session is running yet).
+func prepareSpool(dataDir string) (string, error) {
+	dir := filepath.Join(dataDir, "spool")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", fmt.Errorf("spool directory: %w", err)
+	}
+	stale, _ := filepath.Glob(filepath.Join(dir, "smtpd-*.eml"))
+	for _, f := range stale {
+		os.Remove(f)
+	}
+	return dir, nil
 }
 
 // forwardConfirmed returns the client's reverse DNS name only when that
