@@ -5,7 +5,7 @@ LDFLAGS := -X mailgate/admin.Version=$(VERSION)
 DATA    ?= $(CURDIR)/data
 FUZZTIME ?= 10s
 
-.PHONY: all build run test test-deps unit fuzz vet soak clean
+.PHONY: all build run test test-deps unit fuzz vet soak bench bench-quick clean
 
 all: build
 

@@ -107,7 +107,7 @@ func main() {
 	messages := flag.Int("messages", 0, "messages per pass (default 20000; -quick 2000)")
 	maxSend := flag.Duration("max-send", 0, "stop sending after this long in a pass (default 30s; -quick 15s)")
 	memory := flag.Bool("memory", true, "measure idle RSS and idle connections")
-	micro := flag.String("benchtime", "", "go test -benchtime for the micro-benchmarks (default 1s; -quick 200ms; \"off\" skips them)")
+	micro := flag.String("benchtime", "", "go test -benchtime for the micro-benchmarks (default 1s; -quick 100ms; \"off\" skips them)")
 	out := flag.String("out", "bench/results", "directory for the Markdown report")
 	quietWait := flag.Duration("quiet-wait", 2*time.Minute, "before each case, wait at most this long for the machine to be idle")
 	flag.Parse()
@@ -120,7 +120,7 @@ func main() {
 		o.mode, o.messages, o.maxSend, o.memory, o.micro = "tiny", 200, 15*time.Second, false, ""
 		list = "1k-10-plain"
 	case *quick:
-		o.mode, o.messages, o.maxSend, o.micro = "quick", 2000, 15*time.Second, "200ms"
+		o.mode, o.messages, o.maxSend, o.micro = "quick", 2000, 15*time.Second, "100ms"
 		list = quickCases
 	}
 	if *cases != "" {
