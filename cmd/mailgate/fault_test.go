@@ -265,7 +265,9 @@ func TestFaultMisbehavingNextHops(t *testing.T) {
 	st := queueState(g.waitCLI("diagnose mailqueue list", 30*time.Second, func(s string) bool {
 		st := queueState(s)
 		return st["d@drop.example"].attempts == 1 && st["e@dropend.example"].attempts == 1 &&
-			st["later@real.example"].attempts == 1 && st["r0@random.example"].attempts >= 1
+			st["later@real.example"].attempts == 1 &&
+			// every random answer may be final: then the message has left the queue
+			(st["r0@random.example"].attempts >= 1 || !strings.Contains(s, randomID))
 	}))
 	if q := st["d@drop.example"]; q.state != "deferred" || !containsAll(q.reason, "451 4.4.2", "lost connection with", "while sending message body") {
 		t.Errorf("connection dropped in the middle of the message: %+v", q)
