@@ -9,9 +9,8 @@ import (
 	"testing"
 
 	"mailgate/admin"
+	"mailgate/admin/admintest"
 	"mailgate/config"
-	"mailgate/eventlog"
-	"mailgate/store"
 )
 
 // scriptConsole feeds queued input lines and collects output.
@@ -35,19 +34,7 @@ func (c *scriptConsole) Interactive() bool                     { return c.intera
 
 func openService(t *testing.T, dir string) *admin.Service {
 	t.Helper()
-	db, err := store.Open(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	lg, err := eventlog.Open(dir, 1000)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { lg.Close(); db.Close() })
-	svc, err := admin.Open(admin.Options{DB: db, Log: lg, Dev: true, HashCost: 4})
-	if err != nil {
-		t.Fatal(err)
-	}
+	svc, _ := admintest.Open(t, dir, nil)
 	return svc
 }
 

@@ -22,9 +22,9 @@ import (
 	gossh "golang.org/x/crypto/ssh"
 
 	"mailgate/admin"
+	"mailgate/admin/admintest"
 	"mailgate/config"
 	"mailgate/eventlog"
-	"mailgate/store"
 )
 
 // ---- fakes ----
@@ -707,41 +707,11 @@ func TestSSHLockout(t *testing.T) {
 }
 
 // openSSHService opens an admin.Service with a settable clock.
-func openSSHService(t *testing.T) (*admin.Service, *eventlog.Log, *sshTestClock) {
+func openSSHService(t *testing.T) (*admin.Service, *eventlog.Log, *admintest.Clock) {
 	t.Helper()
-	dir := t.TempDir()
-	db, err := store.Open(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	lg, err := eventlog.Open(dir, 10000)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { lg.Close(); db.Close() })
-	clk := &sshTestClock{t: time.Now()}
-	svc, err := admin.Open(admin.Options{DB: db, Log: lg, Dev: true, HashCost: 4, Now: clk.now})
-	if err != nil {
-		t.Fatal(err)
-	}
+	clk := admintest.NewClock()
+	svc, lg := admintest.Open(t, t.TempDir(), clk.Now)
 	return svc, lg, clk
-}
-
-type sshTestClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *sshTestClock) now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *sshTestClock) advance(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
 }
 
 // setAdmin changes the administrator name of svc, adding it if needed.
@@ -929,7 +899,7 @@ func TestSSHSharedLockout(t *testing.T) {
 	if _, err := svc.CheckLogin("admin", "right-password", ip); !errors.Is(err, admin.ErrLoginThrottled) {
 		t.Fatalf("CheckLogin while locked out: %v", err)
 	}
-	clk.advance(admin.LoginLockout + time.Second)
+	clk.Advance(admin.LoginLockout + time.Second)
 	if !login(gossh.PublicKeys(key)) {
 		t.Fatal("key login refused after the lockout")
 	}

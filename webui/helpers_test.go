@@ -11,35 +11,16 @@ import (
 	"net/url"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"mailgate/admin"
+	"mailgate/admin/admintest"
 	"mailgate/config"
 	"mailgate/eventlog"
-	"mailgate/store"
 )
 
 const testPassword = "Str0ng#Secret1"
-
-// clock is a settable time source shared by the service and the server.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
 
 type testEnv struct {
 	t     *testing.T
@@ -47,27 +28,15 @@ type testEnv struct {
 	log   *eventlog.Log
 	srv   *Server
 	base  string // https://127.0.0.1:port
-	clock *clock
+	clock *admintest.Clock
 }
 
 // newEnv opens a service on a temporary directory and serves the web UI
 // on a real TLS listener on 127.0.0.1.
 func newEnv(t *testing.T) *testEnv {
 	t.Helper()
-	dir := t.TempDir()
-	db, err := store.Open(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	lg, err := eventlog.Open(dir, 10000)
-	if err != nil {
-		t.Fatal(err)
-	}
-	clk := &clock{t: time.Now()}
-	svc, err := admin.Open(admin.Options{DB: db, Log: lg, Dev: true, HashCost: 4, Now: clk.Now})
-	if err != nil {
-		t.Fatal(err)
-	}
+	clk := admintest.NewClock()
+	svc, lg := admintest.Open(t, t.TempDir(), clk.Now)
 	svc.HostKeyFingerprint = "SHA256:test-host-key"
 	srv := New(Options{Service: svc, Now: clk.Now, FailedLoginDelay: -1})
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -81,8 +50,6 @@ func newEnv(t *testing.T) *testEnv {
 		if err := <-done; err != ErrServerClosed {
 			t.Errorf("Serve returned %v", err)
 		}
-		lg.Close()
-		db.Close()
 	})
 	return &testEnv{t: t, svc: svc, log: lg, srv: srv, base: "https://" + l.Addr().String(), clock: clk}
 }
