@@ -39,21 +39,6 @@ const (
 
 func freePort() (int, error) { return postfixtest.FreePort("127.0.0.1") }
 
-func waitListening(addr string, timeout time.Duration) error {
-	deadline := time.Now().Add(timeout)
-	for {
-		c, err := net.DialTimeout("tcp", addr, time.Second)
-		if err == nil {
-			c.Close()
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return err
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 // buildMailgate builds the appliance binary into dir.
 func buildMailgate(dir string) (string, error) {
 	bin := filepath.Join(dir, "mailgate")
@@ -115,7 +100,7 @@ func startMailgate(bin, sink string) (*mailgateSystem, error) {
 		return fail(err)
 	}
 	go func() { m.cmd.Wait(); close(m.exited) }()
-	if err := waitListening(net.JoinHostPort("127.0.0.1", strconv.Itoa(m.sshPort)), 20*time.Second); err != nil {
+	if err := postfixtest.WaitListening(net.JoinHostPort("127.0.0.1", strconv.Itoa(m.sshPort)), 20*time.Second); err != nil {
 		return fail(fmt.Errorf("mailgate did not listen: %v\n%s", err, m.out.String()))
 	}
 	// First login: the forced password change.
@@ -131,7 +116,7 @@ func startMailgate(bin, sink string) (*mailgateSystem, error) {
 	if out, err := m.ssh(adminPass, setup, false); err != nil {
 		return fail(fmt.Errorf("configuration: %v\n%s", err, out))
 	}
-	if err := waitListening(m.addr, 20*time.Second); err != nil {
+	if err := postfixtest.WaitListening(m.addr, 20*time.Second); err != nil {
 		return fail(fmt.Errorf("mailgate SMTP did not listen: %v\n%s", err, m.out.String()))
 	}
 	return m, nil

@@ -383,7 +383,7 @@ func (i *Instance) start(cf map[string]string) error {
 	if err != nil {
 		return fmt.Errorf("postfix master: %v: %s%s", err, out, i.tailLog(10))
 	}
-	if err := waitListening(i.Addr, 10*time.Second); err != nil {
+	if err := WaitListening(i.Addr, 10*time.Second); err != nil {
 		err = fmt.Errorf("postfix on %s: %w%s", i.Addr, err, i.tailLog(10))
 		i.Stop()
 		return err
@@ -508,7 +508,8 @@ func freePort(host string) (int, error) {
 	return ln.Addr().(*net.TCPAddr).Port, nil
 }
 
-func waitListening(addr string, timeout time.Duration) error {
+// WaitListening waits until addr accepts TCP connections, or timeout.
+func WaitListening(addr string, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
 	for {
 		c, err := net.DialTimeout("tcp", addr, time.Second)

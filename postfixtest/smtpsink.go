@@ -89,7 +89,7 @@ func NewSmtpSink(host string, port int, args ...string) (*NullSink, error) {
 		s.mu.Unlock()
 		close(s.waitc)
 	}()
-	if err := waitListening(addr, 10*time.Second); err != nil {
+	if err := WaitListening(addr, 10*time.Second); err != nil {
 		s.Stop()
 		return nil, fmt.Errorf("smtp-sink on %s: %v %s", addr, err, stderr.String())
 	}

@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"mailgate/postfixtest"
 )
 
 // This test walks the README with the OpenSSH client against the real
@@ -81,17 +83,8 @@ func (a *instance) start() {
 	if err := a.cmd.Start(); err != nil {
 		a.t.Fatal(err)
 	}
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", a.port), time.Second)
-		if err == nil {
-			c.Close()
-			return
-		}
-		if time.Now().After(deadline) {
-			a.t.Fatalf("appliance did not listen: %v\n%s", err, a.out)
-		}
-		time.Sleep(50 * time.Millisecond)
+	if err := postfixtest.WaitListening(fmt.Sprintf("127.0.0.1:%d", a.port), 20*time.Second); err != nil {
+		a.t.Fatalf("appliance did not listen: %v\n%s", err, a.out)
 	}
 }
 
