@@ -313,13 +313,7 @@ func (s *Service) PutCertificate(user, name string, chainPEM, keyPEM []byte, com
 	}
 	lc := config.LocalCert{Name: name, Certificate: strings.TrimSpace(string(chainPEM)), PrivateKey: sealed, Comments: comments}
 	return s.Update(user, "certificate "+name+" imported", func(c *config.Config) error {
-		for i := range c.System.Certificate.Local {
-			if c.System.Certificate.Local[i].Name == name {
-				c.System.Certificate.Local[i] = lc
-				return nil
-			}
-		}
-		c.System.Certificate.Local = append(c.System.Certificate.Local, lc)
+		c.System.Certificate.Local = upsert(c.System.Certificate.Local, lc, func(e config.LocalCert) bool { return e.Name == name })
 		return nil
 	})
 }
@@ -331,15 +325,20 @@ func (s *Service) PutCACertificate(user, name string, pemText []byte) error {
 	}
 	ca := config.CACert{Name: name, Certificate: strings.TrimSpace(string(pemText))}
 	return s.Update(user, "CA certificate "+name+" imported", func(c *config.Config) error {
-		for i := range c.System.Certificate.CA {
-			if c.System.Certificate.CA[i].Name == name {
-				c.System.Certificate.CA[i] = ca
-				return nil
-			}
-		}
-		c.System.Certificate.CA = append(c.System.Certificate.CA, ca)
+		c.System.Certificate.CA = upsert(c.System.Certificate.CA, ca, func(e config.CACert) bool { return e.Name == name })
 		return nil
 	})
+}
+
+// upsert replaces the entry of list that same selects, or appends v.
+func upsert[T any](list []T, v T, same func(T) bool) []T {
+	for i := range list {
+		if same(list[i]) {
+			list[i] = v
+			return list
+		}
+	}
+	return append(list, v)
 }
 
 // Event records an event in the event log.

@@ -336,3 +336,22 @@ func TestGetShowsAttributeValues(t *testing.T) {
 		t.Errorf("status:\n%s", out)
 	}
 }
+
+func TestCACertificateImportReplacesByName(t *testing.T) {
+	svc := openService(t, t.TempDir())
+	s := NewSession(svc, "admin", false)
+	con := &scriptConsole{interactive: true}
+	id := svc.Identity()
+	for i := 0; i < 2; i++ {
+		pemText := string(id.CACertPEM)
+		if i == 1 {
+			pemText = string(id.FactoryCertPEM) // a different certificate under the same name
+		}
+		con.in = append(strings.Split(strings.TrimSpace(pemText), "\n"), ".")
+		mustRun(t, s, con, "execute certificate ca import partner")
+	}
+	c, _ := svc.Config()
+	if len(c.System.Certificate.CA) != 1 || c.System.Certificate.CA[0].Certificate != strings.TrimSpace(string(id.FactoryCertPEM)) {
+		t.Fatalf("CA import did not replace the entry by name: %d entries", len(c.System.Certificate.CA))
+	}
+}
