@@ -7,8 +7,10 @@
 package admin
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"strings"
 	"sync"
@@ -17,6 +19,7 @@ import (
 	"mailgate/cert"
 	"mailgate/config"
 	"mailgate/eventlog"
+	"mailgate/firmware"
 	"mailgate/store"
 )
 
@@ -45,10 +48,20 @@ type Service struct {
 	queue MailQueue
 	// Reboot restarts the appliance; set by the process that owns it.
 	Reboot func()
+	// Firmware installs image upgrades; nil when the process does not run
+	// on the appliance image.
+	Firmware Firmware
 	// HostKeyFingerprint of the SSH CLI, for `get system status`.
 	HostKeyFingerprint string
 	// Started is when the appliance process started.
 	Started time.Time
+}
+
+// Firmware is the appliance image's upgrade path (firmware.Runtime).
+type Firmware interface {
+	// Install writes an upgrade file to the inactive root partition,
+	// verifies it and arms a test boot of it at the next reboot.
+	Install(ctx context.Context, r io.Reader, progress io.Writer) (firmware.Manifest, error)
 }
 
 // Version is the appliance version, set at build time with

@@ -11,6 +11,7 @@ import (
 	"io"
 	"net"
 	"strconv"
+	"strings"
 	"sync"
 
 	"mailgate/admin"
@@ -18,6 +19,7 @@ import (
 	"mailgate/cli"
 	"mailgate/config"
 	"mailgate/eventlog"
+	"mailgate/firmware"
 	"mailgate/modes/gateway"
 	"mailgate/smtpd"
 	"mailgate/store"
@@ -47,6 +49,12 @@ type Options struct {
 	Console io.Writer
 	// MaxEvents bounds the event log (0 = 100000).
 	MaxEvents int
+	// Firmware is the appliance image's runtime (nil when not running on
+	// the image): upgrades, reboots, the network configuration file.
+	Firmware *firmware.Runtime
+	// ReadyFile is written once the services are up (image/init confirms
+	// an upgrade's test boot on it).
+	ReadyFile string
 }
 
 // Appliance is a running appliance.
@@ -64,6 +72,7 @@ type Appliance struct {
 	webL    adminListener
 	web     *webui.Server
 	reboot  chan struct{}
+	closing chan struct{}
 	serveWG sync.WaitGroup
 }
 
@@ -72,7 +81,7 @@ func Start(opt Options) (*Appliance, error) {
 	if opt.MaxEvents == 0 {
 		opt.MaxEvents = 100000
 	}
-	a := &Appliance{opt: opt, reboot: make(chan struct{}, 1)}
+	a := &Appliance{opt: opt, reboot: make(chan struct{}, 1), closing: make(chan struct{})}
 	var err error
 	if a.db, err = store.Open(opt.DataDir); err != nil {
 		return nil, err
@@ -134,8 +143,20 @@ func Start(opt Options) (*Appliance, error) {
 			a.svc.Event(eventlog.Error, "system", "", "", err.Error())
 		}
 	})
+	if opt.Firmware != nil {
+		a.svc.Firmware = opt.Firmware
+		if err := writeNetwork(opt.DataDir, cfg); err != nil {
+			a.svc.Event(eventlog.Error, "system", "", "", err.Error())
+		}
+	}
 	a.svc.Event(eventlog.Notice, "system", "", "", "mailgate "+admin.Version+" started")
 	a.banner()
+	if err := firmware.Ready(opt.ReadyFile); err != nil {
+		a.svc.Event(eventlog.Error, "system", "", "", "ready file: "+err.Error())
+	}
+	if opt.Firmware != nil && opt.Console != nil {
+		go a.announceAddresses(a.closing)
+	}
 	return a, nil
 }
 
@@ -147,7 +168,11 @@ type mailMode interface {
 
 // apply brings the running services in line with c.
 func (a *Appliance) apply(c *config.Config) error {
-	return errors.Join(a.applyAdmin(c), a.applyMode(c))
+	var netErr error
+	if a.opt.Firmware != nil {
+		netErr = writeNetwork(a.opt.DataDir, c)
+	}
+	return errors.Join(a.applyAdmin(c), a.applyMode(c), netErr)
 }
 
 // applyMode starts the mail services of the configured operation mode,
@@ -263,6 +288,11 @@ func (a *Appliance) banner() {
 	cfg, rev := a.svc.Config()
 	fmt.Fprintf(a.opt.Console, "mailgate %s (%s mode, configuration revision %d)\n", admin.Version, cfg.System.Global.OperationMode, rev)
 	fmt.Fprintf(a.opt.Console, "  data directory:        %s\n", a.opt.DataDir)
+	ips := strings.Join(addresses(), ", ")
+	if ips == "" {
+		ips = "none yet"
+	}
+	fmt.Fprintf(a.opt.Console, "  IP addresses:          %s\n", ips)
 	fmt.Fprintf(a.opt.Console, "  SSH CLI:               %s\n", a.SSHAddr())
 	fmt.Fprintf(a.opt.Console, "  web UI:                https://%s/\n", a.WebAddr())
 	a.mu.Lock()
@@ -280,6 +310,11 @@ func (a *Appliance) banner() {
 
 // Close stops the services and closes the data directory.
 func (a *Appliance) Close() error {
+	select {
+	case <-a.closing:
+	default:
+		close(a.closing)
+	}
 	var errs []error
 	if a.ssh != nil {
 		errs = append(errs, a.ssh.Close())

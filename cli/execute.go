@@ -32,6 +32,7 @@ func init() {
 		}},
 		{name: "restore", help: "Restore.", sub: []spec{
 			{name: "config", help: "Replace the configuration with a pasted backup.", run: (*Session).restore, writes: true},
+			{name: "image", help: "Upgrade the firmware from an upgrade file (A/B, falls back if the new version does not come up).", args: "<url>", run: (*Session).restoreImage, writes: true},
 		}},
 		{name: "config", help: "Configuration revisions.", sub: []spec{
 			{name: "list", help: "List the kept revisions.", run: (*Session).revList},

@@ -4,15 +4,19 @@
 package main
 
 import (
+	"context"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"strconv"
 	"syscall"
+	"time"
 	_ "time/tzdata" // time zones without the host's zoneinfo (the image has none)
 
 	"mailgate/appliance"
+	"mailgate/firmware"
 )
 
 func main() {
@@ -37,6 +41,8 @@ func main() {
 	flag.IntVar(&opt.MSAPort, "msa-port", envInt("MAILGATE_MSA_PORT"), "submission port (0: from the configuration)")
 	dnsServer := flag.String("dns-server", env("MAILGATE_DNS_SERVER", ""), "DNS server host:port overriding system dns (test networks)")
 	flag.IntVar(&opt.MXPort, "mx-port", envInt("MAILGATE_MX_PORT"), "port for MX deliveries instead of 25 (test networks)")
+	console := flag.String("console", "", "also print the banner and address changes here (the image: /dev/console)")
+	flag.StringVar(&opt.ReadyFile, "ready-file", "", "file written once the services are up (the image's init confirms an upgrade on it)")
 	flag.Parse()
 	switch *profile {
 	case "appliance":
@@ -50,6 +56,14 @@ func main() {
 		opt.DNSServers = []string{*dnsServer}
 	}
 	opt.Console = os.Stdout
+	if *console != "" {
+		if f, err := os.OpenFile(*console, os.O_WRONLY|os.O_APPEND, 0); err == nil {
+			opt.Console = io.MultiWriter(os.Stdout, f)
+		} else {
+			fmt.Fprintln(os.Stderr, "mailgate: console:", err)
+		}
+	}
+	opt.Firmware = firmware.Detect()
 	a, err := appliance.Start(opt)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "mailgate:", err)
@@ -67,6 +81,14 @@ func main() {
 	}
 	if err := a.Close(); err != nil {
 		fmt.Fprintln(os.Stderr, "mailgate:", err)
+	}
+	if reboot && opt.Firmware != nil {
+		// The machine reboots: gokrazy stops the other services.
+		if err := opt.Firmware.Reboot(context.Background(), true); err != nil {
+			fmt.Fprintln(os.Stderr, "mailgate: reboot:", err)
+		}
+		time.Sleep(time.Minute)
+		os.Exit(1)
 	}
 	if reboot {
 		restart()

@@ -1,0 +1,71 @@
+// Package firmware is the appliance image's side of an upgrade: the
+// upgrade file format (written by the image builder, read here) and the
+// A/B install through gokrazy's runtime, which writes the new root file
+// system to the inactive partition and test-boots it (image/init confirms
+// the new root once the appliance is ready, or falls back).
+package firmware
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"io"
+	"regexp"
+	"strings"
+)
+
+// Magic starts an upgrade file: the magic line, one line of JSON
+// Manifest, then Manifest.Size bytes of squashfs root file system.
+const Magic = "MAILGATE-UPGRADE 1\n"
+
+// Manifest describes the root file system in an upgrade file.
+type Manifest struct {
+	Version string `json:"version"`
+	Arch    string `json:"arch"`   // GOARCH of the programs
+	Target  string `json:"target"` // image family: amd64, rpi
+	Size    int64  `json:"size"`   // bytes of squashfs that follow
+	SHA256  string `json:"sha256"` // of those bytes, lower-case hex
+}
+
+var sha256Hex = regexp.MustCompile(`^[0-9a-f]{64}$`)
+
+// MaxRootSize bounds Manifest.Size (the image's root partitions).
+const MaxRootSize = 256 << 20
+
+// WriteHeader writes the magic line and the manifest.
+func WriteHeader(w io.Writer, m Manifest) error {
+	j, err := json.Marshal(m)
+	if err != nil {
+		return err
+	}
+	_, err = io.WriteString(w, Magic+string(j)+"\n")
+	return err
+}
+
+// ReadHeader reads and checks the magic line and the manifest; r is left
+// at the first byte of the root file system.
+func ReadHeader(r *bufio.Reader) (Manifest, error) {
+	var m Manifest
+	magic := make([]byte, len(Magic))
+	if _, err := io.ReadFull(r, magic); err != nil || string(magic) != Magic {
+		return m, fmt.Errorf("not a mailgate upgrade file (it must start with %q)", strings.TrimSpace(Magic))
+	}
+	line, err := r.ReadSlice('\n')
+	if err != nil {
+		return m, fmt.Errorf("upgrade file: manifest: %v", err)
+	}
+	dec := json.NewDecoder(strings.NewReader(string(line)))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&m); err != nil {
+		return m, fmt.Errorf("upgrade file: manifest: %v", err)
+	}
+	switch {
+	case m.Version == "":
+		return m, fmt.Errorf("upgrade file: manifest has no version")
+	case m.Size <= 0 || m.Size > MaxRootSize:
+		return m, fmt.Errorf("upgrade file: root size %d is out of range (1..%d)", m.Size, MaxRootSize)
+	case !sha256Hex.MatchString(m.SHA256):
+		return m, fmt.Errorf("upgrade file: manifest checksum %q is not a SHA-256", m.SHA256)
+	}
+	return m, nil
+}

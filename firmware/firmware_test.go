@@ -1,0 +1,101 @@
+package firmware
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"io"
+	"strings"
+	"testing"
+)
+
+func upgradeFile(t *testing.T, root []byte, edit func(*Manifest)) []byte {
+	t.Helper()
+	sum := sha256.Sum256(root)
+	m := Manifest{Version: "v1.2.3", Arch: "amd64", Target: "amd64", Size: int64(len(root)), SHA256: hex.EncodeToString(sum[:])}
+	if edit != nil {
+		edit(&m)
+	}
+	var b bytes.Buffer
+	if err := WriteHeader(&b, m); err != nil {
+		t.Fatal(err)
+	}
+	b.Write(root)
+	return b.Bytes()
+}
+
+func TestHeaderRoundTrip(t *testing.T) {
+	root := bytes.Repeat([]byte("hsqs"), 1000)
+	br := bufio.NewReader(bytes.NewReader(upgradeFile(t, root, nil)))
+	m, err := ReadHeader(br)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Version != "v1.2.3" || m.Arch != "amd64" || m.Size != int64(len(root)) {
+		t.Fatalf("manifest %+v", m)
+	}
+	rest, _ := io.ReadAll(br)
+	if !bytes.Equal(rest, root) {
+		t.Fatal("reader not left at the root file system")
+	}
+}
+
+func TestHeaderRejects(t *testing.T) {
+	root := []byte("root")
+	for name, tc := range map[string]struct {
+		file []byte
+		want string
+	}{
+		"not an upgrade":  {[]byte("hsqs\x00\x00 a squashfs alone"), "not a mailgate upgrade file"},
+		"empty":           {nil, "not a mailgate upgrade file"},
+		"no manifest end": {[]byte(Magic + `{"version":"x"`), "manifest"},
+		"bad json":        {[]byte(Magic + "{]\n"), "manifest"},
+		"unknown field":   {[]byte(Magic + `{"version":"v","size":1,"sha256":"` + strings.Repeat("a", 64) + `","extra":1}` + "\n"), "unknown field"},
+		"no version":      {upgradeFile(t, root, func(m *Manifest) { m.Version = "" }), "no version"},
+		"size zero":       {upgradeFile(t, root, func(m *Manifest) { m.Size = 0 }), "out of range"},
+		"size too big":    {upgradeFile(t, root, func(m *Manifest) { m.Size = MaxRootSize + 1 }), "out of range"},
+		"bad checksum":    {upgradeFile(t, root, func(m *Manifest) { m.SHA256 = "xyz" }), "not a SHA-256"},
+	} {
+		_, err := ReadHeader(bufio.NewReader(bytes.NewReader(tc.file)))
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: err %v, want %q", name, err, tc.want)
+		}
+	}
+}
+
+func TestExactReaderTruncated(t *testing.T) {
+	r := &exactReader{r: strings.NewReader("abc"), want: 10}
+	if _, err := io.ReadAll(r); err == nil || !strings.Contains(err.Error(), "truncated: 3 of 10") {
+		t.Fatalf("err %v", err)
+	}
+}
+
+func TestRootPartition(t *testing.T) {
+	for cmdline, want := range map[string]int{
+		"console=ttyS0 root=PARTUUID=2f0e3a6c-1d2b-4c5e-9f00-0123456789ab/PARTNROFF=1 ro init=/gokrazy/init": 2,
+		"root=PARTUUID=2f0e3a6c-1d2b-4c5e-9f00-0123456789ab/PARTNROFF=2 gokrazy.try_boot_inactive=1":         3,
+		"root=/dev/sda3 ro":           3,
+		"root=/dev/mmcblk0p2":         2,
+		"console=tty1 ro quiet":       0,
+		"root=PARTUUID=x/PARTNROFF=7": 0,
+	} {
+		if got := RootPartition(cmdline); got != want {
+			t.Errorf("RootPartition(%q) = %d, want %d", cmdline, got, want)
+		}
+	}
+}
+
+func FuzzReadHeader(f *testing.F) {
+	f.Add([]byte(Magic + `{"version":"v1","arch":"amd64","target":"amd64","size":4,"sha256":"` + strings.Repeat("0", 64) + `"}` + "\nhsqs"))
+	f.Add([]byte("garbage"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		m, err := ReadHeader(bufio.NewReader(bytes.NewReader(b)))
+		if err != nil {
+			return
+		}
+		if m.Version == "" || m.Size <= 0 || m.Size > MaxRootSize || len(m.SHA256) != 64 {
+			t.Fatalf("accepted a bad manifest: %+v", m)
+		}
+	})
+}

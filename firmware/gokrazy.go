@@ -1,0 +1,283 @@
+package firmware
+
+import (
+	"bufio"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Socket is gokrazy's HTTP interface. The image ships no gokrazy password,
+// so gokrazy listens only here (root only), never on the network.
+const Socket = "/run/gokrazy-http.sock"
+
+// Runtime is the gokrazy runtime of the appliance image.
+type Runtime struct {
+	Socket string
+	Arch   string // GOARCH an upgrade must match
+	client *http.Client
+}
+
+// Detect returns the image's runtime, or nil when the process does not run
+// on the appliance image (make run, tests).
+func Detect() *Runtime {
+	if _, err := os.Stat(Socket); err != nil {
+		return nil
+	}
+	if _, err := os.Stat("/gokrazy/init"); err != nil {
+		return nil
+	}
+	return New(Socket)
+}
+
+// New returns a runtime client talking to gokrazy on socket.
+func New(socket string) *Runtime {
+	return &Runtime{Socket: socket, Arch: runtime.GOARCH, client: &http.Client{Transport: &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", socket)
+		},
+	}}}
+}
+
+func (g *Runtime) do(ctx context.Context, method, path string, body io.Reader) (string, error) {
+	req, err := http.NewRequestWithContext(ctx, method, "http://gokrazy"+path, body)
+	if err != nil {
+		return "", err
+	}
+	resp, err := g.client.Do(req)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	if resp.StatusCode != http.StatusOK {
+		return "", fmt.Errorf("%s %s: %s: %s", method, path, resp.Status, strings.TrimSpace(string(b)))
+	}
+	return string(b), nil
+}
+
+// ErrTrial is returned while a test boot awaits confirmation.
+var ErrTrial = errors.New("the running version is a test boot still being confirmed; try again in a few minutes")
+
+// Install writes the upgrade file in r to the inactive root partition,
+// verifies what was written against the manifest's checksum, and arms a
+// test boot of it at the next reboot. progress receives short lines.
+func (g *Runtime) Install(ctx context.Context, r io.Reader, progress io.Writer) (Manifest, error) {
+	br := bufio.NewReaderSize(r, 64<<10)
+	m, err := ReadHeader(br)
+	if err != nil {
+		return m, err
+	}
+	if m.Arch != g.Arch {
+		return m, fmt.Errorf("upgrade file is for %s (%s), this appliance is %s", m.Target, m.Arch, g.Arch)
+	}
+	st, err := ReadState()
+	if err != nil {
+		return m, err
+	}
+	if st.Trial {
+		return m, ErrTrial
+	}
+	if st.InactiveSize > 0 && m.Size > st.InactiveSize {
+		return m, fmt.Errorf("root file system of %d bytes does not fit the %d-byte partition", m.Size, st.InactiveSize)
+	}
+	fmt.Fprintf(progress, "Writing version %s (%d bytes) to root partition %d...\n", m.Version, m.Size, st.Inactive)
+	h := sha256.New()
+	body := &exactReader{r: io.TeeReader(io.LimitReader(br, m.Size), h), want: m.Size}
+	got, err := g.do(ctx, http.MethodPut, "/update/root", body)
+	if err != nil {
+		return m, fmt.Errorf("writing the root partition: %w", err)
+	}
+	if body.err != nil {
+		return m, body.err
+	}
+	sum := hex.EncodeToString(h.Sum(nil))
+	if sum != m.SHA256 {
+		return m, fmt.Errorf("checksum mismatch: received %s, manifest says %s; nothing was switched", sum, m.SHA256)
+	}
+	if strings.TrimSpace(got) != sum {
+		return m, fmt.Errorf("checksum mismatch: gokrazy wrote %s, received %s; nothing was switched", strings.TrimSpace(got), sum)
+	}
+	if st.InactiveDevice != "" {
+		fmt.Fprintf(progress, "Verifying %s...\n", st.InactiveDevice)
+		if err := verifyDevice(st.InactiveDevice, m.Size, m.SHA256); err != nil {
+			return m, err
+		}
+	}
+	if _, err := g.do(ctx, http.MethodPost, "/update/testboot", nil); err != nil {
+		return m, fmt.Errorf("arming the test boot: %w", err)
+	}
+	fmt.Fprintf(progress, "Checksum verified (sha256 %s). The next boot tries version %s and keeps it once it is up; otherwise it returns to %s.\n", sum[:16], m.Version, "the current version")
+	return m, nil
+}
+
+// exactReader fails when the upload ends before want bytes.
+type exactReader struct {
+	r         io.Reader
+	want, got int64
+	err       error
+}
+
+func (e *exactReader) Read(p []byte) (int, error) {
+	n, err := e.r.Read(p)
+	e.got += int64(n)
+	if err == io.EOF && e.got < e.want {
+		e.err = fmt.Errorf("upgrade file is truncated: %d of %d bytes of root file system", e.got, e.want)
+		return n, e.err
+	}
+	return n, err
+}
+
+func verifyDevice(dev string, size int64, want string) error {
+	f, err := os.Open(dev)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, io.LimitReader(f, size)); err != nil {
+		return fmt.Errorf("reading back %s: %w", dev, err)
+	}
+	if got := hex.EncodeToString(h.Sum(nil)); got != want {
+		return fmt.Errorf("read-back of %s does not match: %s, want %s; nothing was switched", dev, got, want)
+	}
+	return nil
+}
+
+// Reboot asks gokrazy to stop every service (SIGTERM, then SIGKILL after
+// 100 s), unmount /perm and reboot; it returns just before the reboot. A
+// supervised service must not wait for that (gokrazy waits for it to
+// exit): it closes its own files, syncs, and asks with async, which
+// reboots one second later whatever the other services do.
+func (g *Runtime) Reboot(ctx context.Context, async bool) error {
+	path := "/reboot"
+	if async {
+		unix.Sync()
+		path += "?async=true"
+	}
+	_, err := g.do(ctx, http.MethodPost, path, nil)
+	return err
+}
+
+// Confirm makes the running test boot's root the permanent one.
+func (g *Runtime) Confirm(ctx context.Context) error {
+	_, err := g.do(ctx, http.MethodPost, "/update/switch", nil)
+	return err
+}
+
+// State is where the image runs from.
+type State struct {
+	Running        int    // partition number of the mounted root (2 or 3)
+	Named          int    // partition root= names on the kernel command line
+	Inactive       int    // where an upgrade goes
+	InactiveDevice string // e.g. /dev/sda3
+	InactiveSize   int64  // bytes
+	// Trial: the running root is a test boot not yet confirmed.
+	Trial bool
+}
+
+// ReadState reads the partition state from /proc and /sys.
+func ReadState() (State, error) {
+	var st State
+	var s syscall.Stat_t
+	if err := syscall.Stat("/", &s); err != nil {
+		return st, err
+	}
+	sys := fmt.Sprintf("/sys/dev/block/%d:%d", unix.Major(s.Dev), unix.Minor(s.Dev))
+	n, err := readInt(filepath.Join(sys, "partition"))
+	if err != nil {
+		return st, fmt.Errorf("root device: %w", err)
+	}
+	st.Running = n
+	cmdline, err := os.ReadFile("/proc/cmdline")
+	if err != nil {
+		return st, err
+	}
+	st.Named = RootPartition(string(cmdline))
+	if st.Named == 0 {
+		st.Named = st.Running
+	}
+	st.Trial = st.Running != st.Named
+	st.Inactive = 5 - st.Named
+	// The disk is the parent of the partition in /sys.
+	real, err := filepath.EvalSymlinks(sys)
+	if err != nil {
+		return st, err
+	}
+	diskDir := filepath.Dir(real)
+	ents, err := os.ReadDir(diskDir)
+	if err != nil {
+		return st, err
+	}
+	for _, e := range ents {
+		p, err := readInt(filepath.Join(diskDir, e.Name(), "partition"))
+		if err != nil || p != st.Inactive {
+			continue
+		}
+		st.InactiveDevice = "/dev/" + e.Name()
+		if sectors, err := readInt(filepath.Join(diskDir, e.Name(), "size")); err == nil {
+			st.InactiveSize = int64(sectors) * 512
+		}
+	}
+	return st, nil
+}
+
+// RootPartition returns the partition number root= names on a kernel
+// command line (PARTUUID=<first partition>/PARTNROFF=N means N+1, or a
+// device path ending in the number), or 0.
+func RootPartition(cmdline string) int {
+	for _, f := range strings.Fields(cmdline) {
+		v, ok := strings.CutPrefix(f, "root=")
+		if !ok {
+			continue
+		}
+		if _, off, ok := strings.Cut(v, "/PARTNROFF="); ok {
+			switch off {
+			case "1":
+				return 2
+			case "2":
+				return 3
+			}
+			return 0
+		}
+		switch {
+		case strings.HasSuffix(v, "2"):
+			return 2
+		case strings.HasSuffix(v, "3"):
+			return 3
+		}
+	}
+	return 0
+}
+
+func readInt(path string) (int, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0, err
+	}
+	var n int
+	_, err = fmt.Sscan(strings.TrimSpace(string(b)), &n)
+	return n, err
+}
+
+// Ready marks the appliance as up (image/init confirms a test boot on it).
+func Ready(path string) error {
+	if path == "" {
+		return nil
+	}
+	return os.WriteFile(path, []byte(time.Now().UTC().Format(time.RFC3339)+"\n"), 0o644)
+}

@@ -1,0 +1,51 @@
+// Command init is the appliance image's /gokrazy/init: gokrazy's runtime
+// mounts the file systems and supervises the appliance, the DHCP client,
+// NTP and the entropy daemon; this program adds the appliance's part of an
+// A/B upgrade, the try-boot watch (see tryboot.go).
+//
+// gokrazy's own HTTP interface is left on its unix socket only: the image
+// carries no /etc/gokr-pw.txt, so nothing of it listens on the network.
+// The appliance's web UI owns 443 and its SSH CLI owns 22.
+package main
+
+import (
+	"log"
+	"os"
+	"os/exec"
+
+	"github.com/gokrazy/gokrazy"
+)
+
+// buildTimestamp is set by the image builder (-X main.buildTimestamp).
+var buildTimestamp = "unknown"
+
+// Paths inside the image; the image builder puts the programs there.
+const (
+	appliancePath = "/user/mailgate"
+	readyFile     = "/run/mailgate.ready"
+)
+
+func main() {
+	if len(os.Args) > 1 && os.Args[1] == "netconfig" {
+		netconfig(os.Args[2:]) // never returns
+	}
+	if err := gokrazy.Boot(buildTimestamp); err != nil {
+		log.Fatal(err)
+	}
+	services := []*gokrazy.Service{
+		gokrazy.NewService(exec.Command("/gokrazy/randomd")),
+		// The DHCP client, or the static address from the appliance's
+		// `config system interface`: see netconfig.go.
+		gokrazy.NewService(exec.Command("/gokrazy/init", "netconfig")),
+		gokrazy.NewService(exec.Command("/gokrazy/ntp")),
+		gokrazy.NewService(exec.Command(appliancePath,
+			"-data", "/perm/mailgate",
+			"-console", "/dev/console",
+			"-ready-file", readyFile)),
+	}
+	if err := gokrazy.SuperviseServices(services); err != nil {
+		log.Fatal(err)
+	}
+	go watchTryBoot()
+	select {} // init must never return
+}
