@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"encoding/base64"
 	"fmt"
 	"net"
@@ -16,6 +15,7 @@ import (
 	"time"
 
 	"mailgate/postfixtest"
+	"mailgate/sshtest"
 )
 
 // This test walks the README with the OpenSSH client against the real
@@ -26,14 +26,14 @@ import (
 const newPassword = "Gate#Keeper2026"
 
 type instance struct {
-	t       *testing.T
-	bin     string
-	data    string
-	port    int
-	cmd     *exec.Cmd
-	askpass string
-	args    []string // extra flags
-	out     *bytes.Buffer
+	t      *testing.T
+	bin    string
+	data   string
+	port   int
+	cmd    *exec.Cmd
+	client *sshtest.Client
+	args   []string // extra flags
+	out    *bytes.Buffer
 }
 
 func buildBinary(t *testing.T) string {
@@ -56,16 +56,12 @@ func freePort(t *testing.T) int {
 	return l.Addr().(*net.TCPAddr).Port
 }
 
-// newInstance builds the binary and starts it on a fresh data directory,
-// with an askpass helper that hands the OpenSSH client $MG_PASSWORD.
+// newInstance builds the binary and starts it on a fresh data directory.
 func newInstance(t *testing.T, args ...string) *instance {
 	t.Helper()
 	dir := t.TempDir()
-	askpass := filepath.Join(dir, "askpass")
-	if err := os.WriteFile(askpass, []byte("#!/bin/sh\nprintf '%s\\n' \"$MG_PASSWORD\"\n"), 0o700); err != nil {
-		t.Fatal(err)
-	}
-	a := &instance{t: t, bin: buildBinary(t), data: filepath.Join(dir, "data"), port: freePort(t), askpass: askpass, args: args}
+	a := &instance{t: t, bin: buildBinary(t), data: filepath.Join(dir, "data"), port: freePort(t), args: args}
+	a.client = sshtest.New(t, a.port)
 	a.start()
 	t.Cleanup(func() {
 		if a.cmd.ProcessState == nil {
@@ -105,25 +101,7 @@ func (a *instance) stop(sig syscall.Signal) {
 // comes from an askpass helper), stdin and extra arguments.
 func (a *instance) ssh(password, stdin string, args ...string) (string, int) {
 	a.t.Helper()
-	base := []string{"-p", strconv.Itoa(a.port),
-		"-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR",
-		"-o", "PreferredAuthentications=password", "-o", "PubkeyAuthentication=no",
-		"-o", "NumberOfPasswordPrompts=1", "-o", "ConnectTimeout=10"}
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, "ssh", append(base, args...)...)
-	cmd.Env = append(os.Environ(), "SSH_ASKPASS="+a.askpass, "SSH_ASKPASS_REQUIRE=force", "DISPLAY=none", "MG_PASSWORD="+password)
-	cmd.Stdin = strings.NewReader(stdin)
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	err := cmd.Run()
-	code := 0
-	if ee, ok := err.(*exec.ExitError); ok {
-		code = ee.ExitCode()
-	} else if err != nil {
-		a.t.Fatalf("ssh: %v", err)
-	}
-	return strings.ReplaceAll(out.String(), "\r\n", "\n"), code
+	return a.client.Run(password, stdin, args...)
 }
 
 func TestREADMEWalkthroughWithOpenSSH(t *testing.T) {

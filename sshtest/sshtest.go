@@ -1,0 +1,74 @@
+// Package sshtest drives the appliance's SSH CLI with the OpenSSH client,
+// as an admin would: password login through an askpass helper, commands
+// as arguments or piped on stdin, -tt for an interactive session.
+package sshtest
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// Client runs ssh against one appliance's port.
+type Client struct {
+	t       testing.TB
+	Port    int
+	askpass string
+	// Timeout bounds one ssh run (default 60 s).
+	Timeout time.Duration
+}
+
+// New returns a client for port. It needs the OpenSSH client.
+func New(t testing.TB, port int) *Client {
+	t.Helper()
+	if _, err := exec.LookPath("ssh"); err != nil {
+		t.Fatal("the OpenSSH client is required (make test installs openssh-client)")
+	}
+	askpass := filepath.Join(t.TempDir(), "askpass")
+	if err := os.WriteFile(askpass, []byte("#!/bin/sh\nprintf '%s\\n' \"$MG_PASSWORD\"\n"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	return &Client{t: t, Port: port, askpass: askpass, Timeout: 60 * time.Second}
+}
+
+// Run runs ssh with password authentication, stdin and the arguments as
+// on ssh's command line (["-tt",] "admin@127.0.0.1" [, command]). It
+// returns the output with CRLF turned into LF and the exit status (255:
+// ssh itself failed).
+func (c *Client) Run(password, stdin string, args ...string) (string, int) {
+	c.t.Helper()
+	base := []string{"-p", strconv.Itoa(c.Port),
+		"-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR",
+		"-o", "PreferredAuthentications=password", "-o", "PubkeyAuthentication=no",
+		"-o", "NumberOfPasswordPrompts=1", "-o", "ConnectTimeout=10"}
+	ctx, cancel := context.WithTimeout(context.Background(), c.Timeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "ssh", append(base, args...)...)
+	cmd.Env = append(os.Environ(), "SSH_ASKPASS="+c.askpass, "SSH_ASKPASS_REQUIRE=force", "DISPLAY=none", "MG_PASSWORD="+password)
+	cmd.Stdin = strings.NewReader(stdin)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	err := cmd.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		c.t.Fatalf("ssh: %v", err)
+	}
+	return strings.ReplaceAll(out.String(), "\r\n", "\n"), code
+}
+
+// SetFirstPassword logs in as admin@host with the empty first-boot
+// password and sets password at the forced prompt.
+func (c *Client) SetFirstPassword(host, password string) {
+	c.t.Helper()
+	if out, code := c.Run("", password+"\n"+password+"\nexit\n", "-tt", "admin@"+host); code != 0 {
+		c.t.Fatalf("first login: %d\n%s", code, out)
+	}
+}
