@@ -14,6 +14,10 @@ perl -MIO::Socket::SSL -e1 2>/dev/null || need+=(libio-socket-ssl-perl)
 command -v chromium >/dev/null || need+=(chromium) # web UI tests, headless
 [ -x /usr/sbin/postfix ] || need+=(postfix)
 command -v smtp-source >/dev/null || [ -x /usr/sbin/smtp-source ] || need+=(postfix)
+command -v fsck.vfat >/dev/null || [ -x /usr/sbin/fsck.vfat ] || need+=(dosfstools) # image/disk
+command -v mdir >/dev/null || need+=(mtools) # image/disk
+command -v sfdisk >/dev/null || [ -x /usr/sbin/sfdisk ] || need+=(fdisk) # image/disk
+command -v sgdisk >/dev/null || [ -x /usr/sbin/sgdisk ] || need+=(gdisk) # image/disk
 if [ ${#need[@]} -gt 0 ]; then
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
