@@ -62,6 +62,8 @@ type Firmware interface {
 	// Install writes an upgrade file to the inactive root partition,
 	// verifies it and arms a test boot of it at the next reboot.
 	Install(ctx context.Context, r io.Reader, progress io.Writer) (firmware.Manifest, error)
+	// Status describes the root partitions.
+	Status() string
 }
 
 // Version is the appliance version, set at build time with

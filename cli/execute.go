@@ -425,5 +425,10 @@ func (s *Session) status() string {
 	row("System time", time.Now().Format(time.RFC1123Z))
 	row("Uptime", time.Since(s.svc.Started).Truncate(time.Second).String())
 	row("Platform", runtime.GOOS+"/"+runtime.GOARCH)
+	if s.svc.Firmware != nil {
+		row("Firmware", s.svc.Firmware.Status())
+	} else {
+		row("Firmware", "not running from the appliance image")
+	}
 	return b.String()
 }

@@ -99,3 +99,20 @@ func FuzzReadHeader(f *testing.F) {
 		}
 	})
 }
+
+func TestCanInstall(t *testing.T) {
+	for _, tc := range []struct {
+		st   State
+		want string
+	}{
+		{State{Running: 2, Booted: 2, Next: 2, Inactive: 3}, ""},
+		{State{Running: 3, Booted: 3, Next: 3, Inactive: 2}, ""},
+		{State{Running: 3, Booted: 2, Next: 2, Inactive: 3, Trial: true}, "test boot"},
+		{State{Running: 3, Booted: 2, Next: 3, Inactive: 3}, "reboot before the next upgrade"},
+	} {
+		err := tc.st.CanInstall()
+		if (tc.want == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), tc.want)) {
+			t.Errorf("%+v: %v, want %q", tc.st, err, tc.want)
+		}
+	}
+}

@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"mailgate/image/disk"
 )
 
 // Socket is gokrazy's HTTP interface. The image ships no gokrazy password,
@@ -89,8 +91,8 @@ func (g *Runtime) Install(ctx context.Context, r io.Reader, progress io.Writer) 
 	if err != nil {
 		return m, err
 	}
-	if st.Trial {
-		return m, ErrTrial
+	if err := st.CanInstall(); err != nil {
+		return m, err
 	}
 	if st.InactiveSize > 0 && m.Size > st.InactiveSize {
 		return m, fmt.Errorf("root file system of %d bytes does not fit the %d-byte partition", m.Size, st.InactiveSize)
@@ -179,18 +181,53 @@ func (g *Runtime) Confirm(ctx context.Context) error {
 	return err
 }
 
+// Status describes the root partitions for `get system status`.
+func (g *Runtime) Status() string {
+	st, err := ReadState()
+	if err != nil {
+		return "unknown (" + err.Error() + ")"
+	}
+	switch {
+	case st.Trial:
+		return fmt.Sprintf("test boot of root partition %d, confirmation pending (partition %d is the fallback)", st.Running, st.Next)
+	case st.Running != st.Booted:
+		return fmt.Sprintf("root partition %d (upgraded and confirmed); reboot before the next upgrade", st.Running)
+	}
+	return fmt.Sprintf("root partition %d; upgrades go to partition %d", st.Running, st.Inactive)
+}
+
 // State is where the image runs from.
 type State struct {
-	Running        int    // partition number of the mounted root (2 or 3)
-	Named          int    // partition root= names on the kernel command line
-	Inactive       int    // where an upgrade goes
+	Running int // partition number of the mounted root (2 or 3)
+	// Booted is the root the kernel was booted with (root= in
+	// /proc/cmdline). gokrazy writes upgrades to the other one.
+	Booted int
+	// Next is the root the next boot uses (root= in the boot partition's
+	// cmdline.txt now).
+	Next           int
+	Inactive       int    // where an upgrade goes: not Booted
 	InactiveDevice string // e.g. /dev/sda3
 	InactiveSize   int64  // bytes
-	// Trial: the running root is a test boot not yet confirmed.
+	// Trial: the running root is a test boot not yet confirmed (the next
+	// boot returns to the other root).
 	Trial bool
 }
 
-// ReadState reads the partition state from /proc and /sys.
+// CanInstall reports why an upgrade cannot be installed now, if it cannot.
+func (st State) CanInstall() error {
+	if st.Trial {
+		return ErrTrial
+	}
+	if st.Inactive == st.Running {
+		// Confirmed in this boot: gokrazy still counts the old root as
+		// active and would write over the running one.
+		return errors.New("the running version was installed by an upgrade confirmed in this boot; reboot before the next upgrade")
+	}
+	return nil
+}
+
+// ReadState reads the partition state from /proc, /sys and the boot
+// partition.
 func ReadState() (State, error) {
 	var st State
 	var s syscall.Stat_t
@@ -207,12 +244,10 @@ func ReadState() (State, error) {
 	if err != nil {
 		return st, err
 	}
-	st.Named = RootPartition(string(cmdline))
-	if st.Named == 0 {
-		st.Named = st.Running
+	if st.Booted = RootPartition(string(cmdline)); st.Booted == 0 {
+		st.Booted = st.Running
 	}
-	st.Trial = st.Running != st.Named
-	st.Inactive = 5 - st.Named
+	st.Inactive = 5 - st.Booted
 	// The disk is the parent of the partition in /sys.
 	real, err := filepath.EvalSymlinks(sys)
 	if err != nil {
@@ -223,17 +258,50 @@ func ReadState() (State, error) {
 	if err != nil {
 		return st, err
 	}
+	bootDevice := ""
 	for _, e := range ents {
 		p, err := readInt(filepath.Join(diskDir, e.Name(), "partition"))
-		if err != nil || p != st.Inactive {
+		if err != nil {
 			continue
 		}
-		st.InactiveDevice = "/dev/" + e.Name()
-		if sectors, err := readInt(filepath.Join(diskDir, e.Name(), "size")); err == nil {
-			st.InactiveSize = int64(sectors) * 512
+		switch p {
+		case 1:
+			bootDevice = "/dev/" + e.Name()
+		case st.Inactive:
+			st.InactiveDevice = "/dev/" + e.Name()
+			if sectors, err := readInt(filepath.Join(diskDir, e.Name(), "size")); err == nil {
+				st.InactiveSize = int64(sectors) * 512
+			}
 		}
 	}
+	st.Next = st.Booted
+	if bootDevice != "" {
+		if c, err := readBootCmdline(bootDevice); err == nil {
+			if n := RootPartition(c); n != 0 {
+				st.Next = n
+			}
+		}
+	}
+	st.Trial = st.Running != st.Next
 	return st, nil
+}
+
+// readBootCmdline reads cmdline.txt from the boot partition.
+func readBootCmdline(dev string) (string, error) {
+	f, err := os.Open(dev)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	off, n, err := disk.Extents(f, 0, "cmdline.txt")
+	if err != nil {
+		return "", err
+	}
+	b := make([]byte, n)
+	if _, err := f.ReadAt(b, off); err != nil {
+		return "", err
+	}
+	return string(b), nil
 }
 
 // RootPartition returns the partition number root= names on a kernel

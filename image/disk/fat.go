@@ -208,9 +208,16 @@ func nameFATDir(d *fatNode) error {
 			tailed = append(tailed, c)
 			continue
 		}
+		if ext == "" && c.name == strings.ToLower(base) {
+			// gokrazy's reader matches a name without an extension only
+			// when the short name holds it exactly as written (its own
+			// writer stores them in lower case): "loader", "entries".
+			// The long name entry carries it for every other reader.
+			base = c.name
+		}
 		c.short = packShort(base, ext)
 		used[c.short] = true
-		if shortString(c.short[:]) != c.name {
+		if shortString(c.short[:]) != c.name || base != strings.ToUpper(base) {
 			c.lfn = utf16.Encode([]rune(c.name))
 		}
 	}

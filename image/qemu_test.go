@@ -1,0 +1,316 @@
+//go:build linux
+
+package image
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"mailgate/postfixtest"
+	"mailgate/sshtest"
+)
+
+// The VM reaches the host only through QEMU's forwards: the network is
+// restricted (nothing leaves the host), and guest connections to
+// hostAddr are handed to this test binary run as a stdio proxy.
+const hostAddr = "10.0.2.100"
+
+// OVMF is Debian's UEFI firmware for QEMU (package ovmf).
+var ovmfCode, ovmfVars = "/usr/share/OVMF/OVMF_CODE_4M.fd", "/usr/share/OVMF/OVMF_VARS_4M.fd"
+
+func TestMain(m *testing.M) {
+	if addr := os.Getenv("MAILGATE_STDIO_PROXY"); addr != "" {
+		os.Exit(stdioProxy(addr))
+	}
+	os.Exit(m.Run())
+}
+
+// stdioProxy connects stdin/stdout to addr (QEMU's guestfwd cmd: runs one
+// per guest connection).
+func stdioProxy(addr string) int {
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "proxy:", err)
+		return 1
+	}
+	done := make(chan struct{}, 2)
+	go func() { io.Copy(c, os.Stdin); c.(*net.TCPConn).CloseWrite(); done <- struct{}{} }()
+	go func() { io.Copy(os.Stdout, c); done <- struct{}{} }()
+	<-done
+	<-done
+	return 0
+}
+
+func need(t *testing.T, files ...string) {
+	t.Helper()
+	for _, f := range files {
+		if strings.Contains(f, "/") {
+			if _, err := os.Stat(f); err != nil {
+				t.Fatalf("%s is missing: make test installs qemu-system-x86, ovmf, systemd-boot-efi, squashfs-tools and e2fsprogs", f)
+			}
+		} else if _, err := exec.LookPath(f); err != nil {
+			t.Fatalf("%s is missing: make test installs qemu-system-x86, ovmf, systemd-boot-efi, squashfs-tools and e2fsprogs", f)
+		}
+	}
+}
+
+// vm is a QEMU virtual machine booting an image.
+type vm struct {
+	t                *testing.T
+	cmd              *exec.Cmd
+	serial           string // path of the serial console log
+	ssh, smtp, https int    // host ports forwarded to 22, 25, 443
+	done             chan struct{}
+	mu               sync.Mutex
+	exitErr          error
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	p, err := postfixtest.FreePort("127.0.0.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// startVM boots img under software emulation. guest maps ports on
+// hostAddr, as seen from the guest, to host addresses.
+func startVM(t *testing.T, img string, guest map[int]string) *vm {
+	t.Helper()
+	dir := t.TempDir()
+	vars := filepath.Join(dir, "vars.fd")
+	b, err := os.ReadFile(ovmfVars)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(vars, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	v := &vm{t: t, serial: filepath.Join(dir, "serial.log"), ssh: freePort(t), smtp: freePort(t), https: freePort(t), done: make(chan struct{})}
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	netdev := fmt.Sprintf("user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:%d-:22,hostfwd=tcp:127.0.0.1:%d-:25,hostfwd=tcp:127.0.0.1:%d-:443", v.ssh, v.smtp, v.https)
+	for port, to := range guest {
+		netdev += fmt.Sprintf(",guestfwd=tcp:%s:%d-cmd:env MAILGATE_STDIO_PROXY=%s %s", hostAddr, port, to, self)
+	}
+	args := []string{
+		"-m", "1024", "-smp", "2", "-display", "none", "-vga", "none", "-no-user-config", "-nodefaults",
+		"-drive", "if=pflash,format=raw,readonly=on,file=" + ovmfCode,
+		"-drive", "if=pflash,format=raw,file=" + vars,
+		"-drive", "file=" + img + ",format=raw,if=ide",
+		"-netdev", netdev, "-device", "e1000,netdev=n0",
+		"-serial", "file:" + v.serial, "-monitor", "none",
+	}
+	v.cmd = exec.Command("qemu-system-x86_64", args...)
+	var qout bytes.Buffer
+	v.cmd.Stdout, v.cmd.Stderr = &qout, &qout
+	if err := v.cmd.Start(); err != nil {
+		t.Fatalf("qemu: %v", err)
+	}
+	go func() {
+		err := v.cmd.Wait()
+		v.mu.Lock()
+		v.exitErr = fmt.Errorf("qemu exited: %v\n%s", err, qout.String())
+		v.mu.Unlock()
+		close(v.done)
+	}()
+	t.Cleanup(func() {
+		v.cmd.Process.Kill()
+		<-v.done
+		if t.Failed() {
+			t.Logf("serial console:\n%s", v.console())
+		}
+	})
+	return v
+}
+
+func (v *vm) console() string {
+	b, _ := os.ReadFile(v.serial)
+	return string(b)
+}
+
+// waitConsole waits until the serial console shows want count times.
+func (v *vm) waitConsole(want string, count int, timeout time.Duration) {
+	v.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		if strings.Count(v.console(), want) >= count {
+			return
+		}
+		select {
+		case <-v.done:
+			v.mu.Lock()
+			defer v.mu.Unlock()
+			v.t.Fatalf("waiting for %q: %v", want, v.exitErr)
+		case <-time.After(time.Second):
+		}
+	}
+	v.t.Fatalf("the console did not show %q (%d times) within %v", want, count, timeout)
+}
+
+// waitSSH waits for the appliance's SSH banner on the forwarded port.
+func (v *vm) waitSSH(timeout time.Duration) {
+	v.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", v.ssh), 5*time.Second)
+		if err == nil {
+			c.SetReadDeadline(time.Now().Add(5 * time.Second))
+			line := make([]byte, 8)
+			n, _ := io.ReadFull(c, line)
+			c.Close()
+			if n == 8 && string(line) == "SSH-2.0-" {
+				return
+			}
+		}
+		time.Sleep(2 * time.Second)
+	}
+	v.t.Fatalf("no SSH banner within %v", timeout)
+}
+
+// TestQEMUBootMailRebootUpgrade builds the amd64 image, boots it under
+// QEMU, sets the first password over SSH, relays a message from swaks
+// through the forwarded port 25 to an SMTP sink on the host, reboots and
+// finds configuration and history intact, then upgrades A/B to a second
+// build and sees the new version, kept across another reboot.
+func TestQEMUBootMailRebootUpgrade(t *testing.T) {
+	need(t, "qemu-system-x86_64", "swaks", "mksquashfs", "mkfs.ext4", ovmfCode, ovmfVars, SystemdBootEFI)
+	ctx := context.Background()
+	moduleDir, err := filepath.Abs("..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := t.TempDir()
+	epoch := time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
+	a, err := Build(ctx, Options{Target: Targets["amd64"], Version: "v0.0.0-test-a", Epoch: epoch, OutDir: filepath.Join(out, "a"), ModuleDir: moduleDir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := Build(ctx, Options{Target: Targets["amd64"], Version: "v0.0.0-test-b", Epoch: epoch, OutDir: filepath.Join(out, "b"), ModuleDir: moduleDir, SkipDisk: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	sink := postfixtest.StartSink(t, postfixtest.SinkOptions{})
+	web := &http.Server{Handler: http.FileServer(http.Dir(filepath.Dir(b.Upgrade)))}
+	wl, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go web.Serve(wl)
+	t.Cleanup(func() { web.Close() })
+
+	v := startVM(t, a.Image, map[int]string{25: sink.Addr, 80: wl.Addr().String()})
+	v.waitConsole("mailgate v0.0.0-test-a (", 1, 6*time.Minute)
+	v.waitConsole("factory certificate:", 1, time.Minute)
+	v.waitConsole("eth0 10.0.2.15/24", 1, 2*time.Minute) // DHCP, in the banner or after it
+	v.waitSSH(2 * time.Minute)
+
+	const pw = "Gate#Keeper2026"
+	c := sshtest.New(t, v.ssh)
+	c.Timeout = 3 * time.Minute
+	c.SetFirstPassword("127.0.0.1", pw)
+	run := func(stdin string, args ...string) string {
+		t.Helper()
+		out, code := c.Run(pw, stdin, append([]string{"admin@127.0.0.1"}, args...)...)
+		if code != 0 {
+			t.Fatalf("ssh %v: status %d\n%s", args, code, out)
+		}
+		return out
+	}
+	status := run("", "get system status")
+	for _, want := range []string{"mailgate v0.0.0-test-a", "Firmware", "root partition 2; upgrades go to partition 3"} {
+		if !strings.Contains(status, want) {
+			t.Fatalf("status lacks %q:\n%s", want, status)
+		}
+	}
+	run(strings.Join([]string{"config domain", "edit example.com", "set smtp-server " + hostAddr, "set smtp-port 25", "next", "end"}, "\n") + "\n")
+	config := run("", "show full-configuration")
+
+	subject := "image test " + strconv.FormatInt(time.Now().UnixNano(), 36)
+	sw := exec.Command("swaks", "--timeout", "120", "--server", fmt.Sprintf("127.0.0.1:%d", v.smtp),
+		"--from", "someone@outside.example", "--to", "user@example.com", "--header", "Subject: "+subject)
+	if swOut, err := sw.CombinedOutput(); err != nil {
+		t.Fatalf("swaks: %v\n%s", err, swOut)
+	}
+	if _, err := sink.WaitMessage(subject, 2*time.Minute); err != nil {
+		t.Fatalf("message did not reach the sink: %v", err)
+	}
+	waitHistory := func() string {
+		t.Helper()
+		deadline := time.Now().Add(time.Minute)
+		for {
+			h := run("", "diagnose log history")
+			if strings.Contains(h, "user@example.com") && strings.Contains(h, "relay=") {
+				return h
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("history lacks the delivery:\n%s", h)
+			}
+			time.Sleep(2 * time.Second)
+		}
+	}
+	history := waitHistory()
+
+	// Reboot: configuration and history survive on /perm.
+	if out := run("y\n", "execute reboot"); !strings.Contains(out, "going down") {
+		t.Fatalf("reboot: %s", out)
+	}
+	v.waitConsole("mailgate v0.0.0-test-a (", 2, 6*time.Minute)
+	v.waitSSH(2 * time.Minute)
+	if got := run("", "show full-configuration"); got != config {
+		t.Fatalf("configuration changed across the reboot:\n--- before\n%s\n--- after\n%s", config, got)
+	}
+	if h := run("", "diagnose log history"); !strings.Contains(h, "user@example.com") || len(h) < len(history) {
+		t.Fatalf("history after the reboot:\n%s\nbefore:\n%s", h, history)
+	}
+
+	// A/B upgrade from the host's web server.
+	url := fmt.Sprintf("http://%s/%s", hostAddr, filepath.Base(b.Upgrade))
+	up, code := c.Run(pw, "y\n", "admin@127.0.0.1", "execute restore image "+url)
+	if code != 0 || !strings.Contains(up, "Firmware v0.0.0-test-b installed") {
+		t.Fatalf("upgrade: status %d\n%s", code, up)
+	}
+	v.waitConsole("mailgate v0.0.0-test-b (", 1, 6*time.Minute)
+	v.waitConsole("upgrade confirmed; root partition 3 is now permanent", 1, 2*time.Minute)
+	v.waitSSH(2 * time.Minute)
+	status = run("", "get system status")
+	for _, want := range []string{"mailgate v0.0.0-test-b", "root partition 3 (upgraded and confirmed); reboot before the next upgrade"} {
+		if !strings.Contains(status, want) {
+			t.Fatalf("status after the upgrade lacks %q:\n%s", want, status)
+		}
+	}
+	// gokrazy would write over the running root until the next boot.
+	if out, code := c.Run(pw, "y\n", "admin@127.0.0.1", "execute restore image "+url); code == 0 || !strings.Contains(out, "reboot before the next upgrade") {
+		t.Fatalf("a second upgrade in the same boot: status %d\n%s", code, out)
+	}
+	if got := run("", "show full-configuration"); got != config {
+		t.Fatalf("configuration changed across the upgrade:\n%s", got)
+	}
+
+	// The new root is permanent: another reboot stays on it.
+	run("y\n", "execute reboot")
+	v.waitConsole("mailgate v0.0.0-test-b (", 2, 6*time.Minute)
+	v.waitSSH(2 * time.Minute)
+	status = run("", "get system status")
+	for _, want := range []string{"mailgate v0.0.0-test-b", "root partition 3; upgrades go to partition 2"} {
+		if !strings.Contains(status, want) {
+			t.Fatalf("status after the second reboot lacks %q:\n%s", want, status)
+		}
+	}
+}
