@@ -8,7 +8,7 @@ DATA    ?= $(CURDIR)/data
 # "context deadline exceeded" and no crashing input (go.dev/issue/75804).
 FUZZTIME ?= 10000x
 
-.PHONY: all build run test test-deps unit fuzz vet soak bench bench-quick clean
+.PHONY: all build run test test-deps unit fuzz vet soak bench bench-quick image image-deps test-image clean
 
 all: build
 
@@ -62,5 +62,19 @@ bench: test-deps
 bench-quick: test-deps
 	$(GO) run ./bench -quick $(BENCHFLAGS)
 
+# The appliance images: dist/mailgate-amd64.img (UEFI PCs and VMs) and
+# dist/mailgate-rpi.img (Raspberry Pi 4 and 5), with the upgrade files
+# dist/mailgate-<target>.upgrade for `execute restore image`. Needs
+# Debian's squashfs-tools, e2fsprogs, systemd-boot-efi (installed by
+# test-deps). IMAGEFLAGS adds options, e.g. IMAGEFLAGS="-targets amd64".
+IMAGEFLAGS ?=
+image: test-deps
+	$(GO) run ./image/mkimage -out dist -version $(VERSION) $(IMAGEFLAGS)
+
+# Build the amd64 image and boot it in QEMU (software emulation): mail,
+# reboot, A/B upgrade. Part of make test (go test ./... runs it too).
+test-image: test-deps
+	$(GO) test -count=1 -timeout 20m -run 'TestQEMU|TestRaspberryPi|TestReproducible' -v ./image/
+
 clean:
-	rm -rf bin
+	rm -rf bin dist

@@ -18,6 +18,13 @@ command -v fsck.vfat >/dev/null || [ -x /usr/sbin/fsck.vfat ] || need+=(dosfstoo
 command -v mdir >/dev/null || need+=(mtools) # image/disk
 command -v sfdisk >/dev/null || [ -x /usr/sbin/sfdisk ] || need+=(fdisk) # image/disk
 command -v sgdisk >/dev/null || [ -x /usr/sbin/sgdisk ] || need+=(gdisk) # image/disk
+# The appliance image (make image) and its QEMU boot test (make test-image).
+command -v mksquashfs >/dev/null || need+=(squashfs-tools)
+command -v mkfs.ext4 >/dev/null || [ -x /usr/sbin/mkfs.ext4 ] || need+=(e2fsprogs)
+[ -f /usr/lib/systemd/boot/efi/systemd-bootx64.efi ] || need+=(systemd-boot-efi)
+[ -f /etc/ssl/certs/ca-certificates.crt ] || need+=(ca-certificates)
+command -v qemu-system-x86_64 >/dev/null || need+=(qemu-system-x86)
+[ -f /usr/share/OVMF/OVMF_CODE_4M.fd ] || need+=(ovmf)
 if [ ${#need[@]} -gt 0 ]; then
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
