@@ -5,6 +5,7 @@ package image
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"net"
@@ -72,6 +73,7 @@ type vm struct {
 	cmd              *exec.Cmd
 	serial           string // path of the serial console log
 	ssh, smtp, https int    // host ports forwarded to 22, 25, 443
+	plainHTTP        int    // forwarded to 80 (gokrazy's default, must stay closed)
 	done             chan struct{}
 	mu               sync.Mutex
 	exitErr          error
@@ -99,12 +101,12 @@ func startVM(t *testing.T, img string, guest map[int]string) *vm {
 	if err := os.WriteFile(vars, b, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	v := &vm{t: t, serial: filepath.Join(dir, "serial.log"), ssh: freePort(t), smtp: freePort(t), https: freePort(t), done: make(chan struct{})}
+	v := &vm{t: t, serial: filepath.Join(dir, "serial.log"), ssh: freePort(t), smtp: freePort(t), https: freePort(t), plainHTTP: freePort(t), done: make(chan struct{})}
 	self, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
 	}
-	netdev := fmt.Sprintf("user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:%d-:22,hostfwd=tcp:127.0.0.1:%d-:25,hostfwd=tcp:127.0.0.1:%d-:443", v.ssh, v.smtp, v.https)
+	netdev := fmt.Sprintf("user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:%d-:22,hostfwd=tcp:127.0.0.1:%d-:25,hostfwd=tcp:127.0.0.1:%d-:443,hostfwd=tcp:127.0.0.1:%d-:80", v.ssh, v.smtp, v.https, v.plainHTTP)
 	for port, to := range guest {
 		netdev += fmt.Sprintf(",guestfwd=tcp:%s:%d-cmd:env MAILGATE_STDIO_PROXY=%s %s", hostAddr, port, to, self)
 	}
@@ -183,6 +185,16 @@ func (v *vm) waitSSH(timeout time.Duration) {
 	v.t.Fatalf("no SSH banner within %v", timeout)
 }
 
+// statusField returns a value of `get system status`.
+func statusField(status, key string) string {
+	for _, line := range strings.Split(status, "\n") {
+		if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == key {
+			return strings.TrimSpace(v)
+		}
+	}
+	return ""
+}
+
 // TestQEMUBootMailRebootUpgrade builds the amd64 image, boots it under
 // QEMU, sets the first password over SSH, relays a message from swaks
 // through the forwarded port 25 to an SMTP sink on the host, reboots and
@@ -239,6 +251,28 @@ func TestQEMUBootMailRebootUpgrade(t *testing.T) {
 			t.Fatalf("status lacks %q:\n%s", want, status)
 		}
 	}
+	// The console banner names what the CLI reports.
+	for _, key := range []string{"SSH host key", "Factory certificate SHA-256"} {
+		val := statusField(status, key)
+		if val == "" || !strings.Contains(v.console(), val) {
+			t.Fatalf("the console banner lacks the %s %q:\n%s", key, val, v.console())
+		}
+	}
+	// The web UI owns 443; gokrazy's own interface is not on the network.
+	webClient := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
+	resp, err := webClient.Get(fmt.Sprintf("https://127.0.0.1:%d/login", v.https))
+	if err != nil {
+		t.Fatalf("web UI on 443: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("web UI login page: %s", resp.Status)
+	}
+	if resp, err := (&http.Client{Timeout: 10 * time.Second}).Get(fmt.Sprintf("http://127.0.0.1:%d/", v.plainHTTP)); err == nil {
+		resp.Body.Close()
+		t.Fatalf("something answers HTTP on port 80 of the appliance: %s", resp.Status)
+	}
+
 	run(strings.Join([]string{"config domain", "edit example.com", "set smtp-server " + hostAddr, "set smtp-port 25", "next", "end"}, "\n") + "\n")
 	config := run("", "show full-configuration")
 
