@@ -82,6 +82,10 @@ func (s *Server) handleSession(sess ssh.Session) {
 		}
 	}()
 
+	if s.serveSCP(sess, user, remote, info) {
+		return
+	}
+
 	ptyReq, winCh, isPTY := sess.Pty()
 	done := make(chan struct{})
 	defer close(done)

@@ -122,7 +122,8 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 		ServerConfigCallback: s.gosshConfig,
 		ChannelHandlers:      map[string]ssh.ChannelHandler{"session": ssh.DefaultSessionHandler},
 		RequestHandlers:      map[string]ssh.RequestHandler{},
-		SubsystemHandlers:    map[string]ssh.SubsystemHandler{},
+		// SFTP only explains how to upload an upgrade file (scp.go).
+		SubsystemHandlers: map[string]ssh.SubsystemHandler{"sftp": s.handleSFTP},
 	}
 	return s, nil
 }
