@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"mailgate/admin"
 	"mailgate/config"
 )
 
@@ -47,6 +48,10 @@ func TestChromium(t *testing.T) {
 	e := newEnv(t)
 	e.addAdmin("admin", testPassword, "", "")
 	e.svc.Update("test", "", func(c *config.Config) error { c.System.Global.Hostname = "mx-e2e"; return nil })
+	fw := newFakeFirmware()
+	e.svc.Firmware = fw
+	rebooted := make(chan struct{}, 1)
+	e.svc.Reboot = func() { rebooted <- struct{}{} }
 	dir := t.TempDir()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -108,6 +113,46 @@ func TestChromium(t *testing.T) {
 	}
 	b.navigate(sid, e.base+"/logs")
 	saveArtifact(t, "logs.png", b.screenshot(sid))
+
+	// The firmware page shows the version and the partitions, and its
+	// upload form streams a file the browser picked into Install (the
+	// browser sends the form token before the file).
+	b.navigate(sid, e.base+"/firmware")
+	if text := b.text(sid); !strings.Contains(text, "mailgate "+admin.Version) || !strings.Contains(text, fw.Status()) {
+		t.Fatalf("firmware page:\n%s", text)
+	}
+	if got := b.eval(sid, `document.querySelectorAll('form.firmware[enctype="multipart/form-data"] input[type=file][name=image]').length`); got != "1" {
+		t.Fatalf("firmware upload form: %s", got)
+	}
+	saveArtifact(t, "firmware.png", b.screenshot(sid))
+	header, payload := upgradeFile(t, "v3.1.4", 200<<10)
+	upgrade := filepath.Join(dir, "mailgate-amd64.upgrade")
+	if err := os.WriteFile(upgrade, append(header, payload...), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var doc struct{ Root struct{ NodeID int } }
+	json.Unmarshal(b.call(sid, "DOM.getDocument", map[string]any{}), &doc)
+	var input struct{ NodeID int }
+	json.Unmarshal(b.call(sid, "DOM.querySelector", map[string]any{"nodeId": doc.Root.NodeID, "selector": "#image"}), &input)
+	b.call(sid, "DOM.setFileInputFiles", map[string]any{"nodeId": input.NodeID, "files": []string{upgrade}})
+	b.eval(sid, `document.querySelector('input[name=confirm]').checked = true;
+		document.querySelector("form.firmware").requestSubmit(); true`)
+	b.waitLoad(sid)
+	if text := b.text(sid); !strings.Contains(text, "Firmware v3.1.4 installed. The system is rebooting.") {
+		t.Fatalf("upload in the browser:\n%s", text)
+	}
+	saveArtifact(t, "firmware-installed.png", b.screenshot(sid))
+	fw.mu.Lock()
+	got := fw.payload
+	fw.mu.Unlock()
+	if !bytes.Equal(got, payload) {
+		t.Fatalf("Install received %d bytes, want the %d of the file", len(got), len(payload))
+	}
+	select {
+	case <-rebooted:
+	case <-time.After(5 * time.Second):
+		t.Fatal("no reboot after the upgrade in the browser")
+	}
 	b.close()
 }
 

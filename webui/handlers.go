@@ -55,6 +55,8 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("POST /queue/{id}/retry", s.writes(s.queueRetry))
 	mux.HandleFunc("GET /queue/{id}/delete", s.writes(s.queueDeleteConfirm))
 	mux.HandleFunc("POST /queue/{id}/delete", s.writes(s.queueDelete))
+	mux.HandleFunc("GET /firmware", s.auth(s.firmwarePage))
+	mux.HandleFunc("POST /firmware", s.upload(s.firmwareInstall))
 	mux.HandleFunc("/", s.auth(func(w http.ResponseWriter, r *http.Request, rq *request) {
 		s.fail(w, r, rq, http.StatusNotFound, "There is no such page.")
 	}))
@@ -67,7 +69,7 @@ func (s *Server) routes() http.Handler {
 // auth runs h for requests of a valid session (see authorize).
 func (s *Server) auth(h handler) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		if rq := s.authorize(w, r); rq != nil {
+		if rq := s.authorize(w, r, false); rq != nil {
 			h(w, r, rq)
 		}
 	}
@@ -76,13 +78,20 @@ func (s *Server) auth(h handler) http.HandlerFunc {
 // writes runs h for administrators who may change the appliance.
 func (s *Server) writes(h handler) http.HandlerFunc {
 	return s.auth(func(w http.ResponseWriter, r *http.Request, rq *request) {
-		if rq.readOnly {
-			s.svc.Event(eventlog.Warning, "admin", rq.user, remoteString(remoteIP(r)), "permission denied: "+r.Method+" "+r.URL.Path)
-			s.fail(w, r, rq, http.StatusForbidden, "Permission denied: the read_only_prof access profile cannot change the appliance.")
-			return
+		if !s.denied(w, r, rq) {
+			h(w, r, rq)
 		}
-		h(w, r, rq)
 	})
+}
+
+// denied refuses (and answers) the request of a read-only administrator.
+func (s *Server) denied(w http.ResponseWriter, r *http.Request, rq *request) bool {
+	if !rq.readOnly {
+		return false
+	}
+	s.svc.Event(eventlog.Warning, "admin", rq.user, remoteString(remoteIP(r)), "permission denied: "+r.Method+" "+r.URL.Path)
+	s.fail(w, r, rq, http.StatusForbidden, "Permission denied: the read_only_prof access profile cannot change the appliance.")
+	return true
 }
 
 func (s *Server) event(r *http.Request, rq *request, subsystem, msg string) {
@@ -250,6 +259,7 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request, rq *request) {
 		{"System time", now.Format(time.RFC1123Z)},
 		{"Uptime", now.Sub(s.svc.Started).Truncate(time.Second).String()},
 		{"Platform", runtime.GOOS + "/" + runtime.GOARCH},
+		{"Firmware", s.firmwareStatus()},
 	}
 	s.page(w, rq, http.StatusOK, "status", "status", "Status", facts, nil)
 }

@@ -1,7 +1,8 @@
 // Package webui is the appliance's administrative web interface: a few
 // server-rendered pages over HTTPS (status, configuration with backup and
-// apply, revisions, logs, mail queue) for the administrators of `config
-// system admin`, doing what the SSH CLI does through the same admin.Service.
+// apply, revisions, logs, mail queue, firmware upgrade) for the
+// administrators of `config system admin`, doing what the SSH CLI does
+// through the same admin.Service.
 //
 // Every page except the login form needs a session: a random 32-byte token
 // in a Secure, HttpOnly, SameSite=Strict cookie, ended by logout, by the
@@ -19,6 +20,7 @@ import (
 	"net/http"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"mailgate/admin"
@@ -59,6 +61,8 @@ type Server struct {
 	hs      *http.Server
 	done    chan struct{}
 	once    sync.Once
+
+	installing atomic.Bool // a firmware upload is being installed
 
 	mu       sync.Mutex
 	sessions map[string]*session // by hash of the cookie token

@@ -135,8 +135,10 @@ func (s *Server) end(sess *session, w http.ResponseWriter, why string) {
 // administrator must still exist with the same password hash and be
 // allowed from r's address; the idle timeout and lifetime must not have
 // passed. On failure it answers r (a redirect to the login page) and
-// returns nil.
-func (s *Server) authorize(w http.ResponseWriter, r *http.Request) *request {
+// returns nil. The form token of a POST is checked here, except for a
+// streamed upload (stream): its handler reads the multipart body itself
+// and checks the token part before the file (see uploadForm).
+func (s *Server) authorize(w http.ResponseWriter, r *http.Request, stream bool) *request {
 	sess := s.lookup(r)
 	if sess == nil {
 		if _, err := r.Cookie(sessionCookie); err == nil {
@@ -190,7 +192,7 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) *request {
 		redirect(w, r, "/password")
 		return nil
 	}
-	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead && !stream {
 		r.Body = http.MaxBytesReader(w, r.Body, maxConfigBytes)
 		if err := r.ParseForm(); err != nil {
 			var tooBig *http.MaxBytesError
@@ -201,13 +203,22 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) *request {
 			}
 			return nil
 		}
-		if !sameToken(csrf, r.PostFormValue("csrf")) {
-			s.svc.Event(eventlog.Warning, "admin", sess.user, remoteString(ip), "web request refused: missing or wrong form token ("+r.Method+" "+r.URL.Path+")")
-			s.fail(w, r, rq, http.StatusForbidden, "The form has expired or did not come from this page. Reload the page and try again.")
+		if !s.checkToken(w, r, rq, r.PostFormValue("csrf")) {
 			return nil
 		}
 	}
 	return rq
+}
+
+// checkToken checks the form token of a POST; it answers r itself when
+// the token is missing or wrong.
+func (s *Server) checkToken(w http.ResponseWriter, r *http.Request, rq *request, tok string) bool {
+	if sameToken(rq.csrf, tok) {
+		return true
+	}
+	s.svc.Event(eventlog.Warning, "admin", rq.user, remoteString(remoteIP(r)), "web request refused: missing or wrong form token ("+r.Method+" "+r.URL.Path+")")
+	s.fail(w, r, rq, http.StatusForbidden, "The form has expired or did not come from this page. Reload the page and try again.")
+	return false
 }
 
 // takeFlash returns and clears the session's one-time message.

@@ -30,7 +30,7 @@ func TestLoginLogout(t *testing.T) {
 	b := e.browser()
 
 	// Every page needs a session.
-	for _, p := range []string{"/", "/status", "/config", "/config/backup", "/revisions", "/logs", "/queue", "/nope"} {
+	for _, p := range []string{"/", "/status", "/config", "/config/backup", "/revisions", "/logs", "/queue", "/firmware", "/nope"} {
 		if code, _ := b.get(p); code != 200 || b.url != "/login" {
 			t.Fatalf("%s without a session: %d at %s", p, code, b.url)
 		}
