@@ -10,8 +10,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"os"
 	"regexp"
 	"strings"
+	"time"
 )
 
 // Magic starts an upgrade file: the magic line, one line of JSON
@@ -68,4 +70,33 @@ func ReadHeader(r *bufio.Reader) (Manifest, error) {
 		return m, fmt.Errorf("upgrade file: manifest checksum %q is not a SHA-256", m.SHA256)
 	}
 	return m, nil
+}
+
+// InitSettingsFile holds the image builder's settings for the image's
+// init (image/init), when they differ from the defaults.
+const InitSettingsFile = "/etc/mailgate/init.json"
+
+// InitSettings are what image.Options can change in the image's init.
+type InitSettings struct {
+	// ApplianceArgs are extra flags of the appliance process.
+	ApplianceArgs []string `json:"appliance_args,omitempty"`
+	// TryBootDeadline bounds the wait for an upgraded appliance to come
+	// up before the previous version returns (0: the default).
+	TryBootDeadline time.Duration `json:"tryboot_deadline,omitempty"`
+}
+
+// ReadInitSettings reads InitSettingsFile (absent: the defaults).
+func ReadInitSettings() (InitSettings, error) {
+	var s InitSettings
+	b, err := os.ReadFile(InitSettingsFile)
+	if os.IsNotExist(err) {
+		return s, nil
+	}
+	if err == nil {
+		err = json.Unmarshal(b, &s)
+	}
+	if err != nil {
+		return InitSettings{}, fmt.Errorf("%s: %v", InitSettingsFile, err)
+	}
+	return s, nil
 }

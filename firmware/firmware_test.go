@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"io"
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -113,6 +114,47 @@ func TestCanInstall(t *testing.T) {
 		err := tc.st.CanInstall()
 		if (tc.want == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), tc.want)) {
 			t.Errorf("%+v: %v, want %q", tc.st, err, tc.want)
+		}
+	}
+}
+
+// TestCleanFlagsAfterGokrazyEdits replays what gokrazy does to a padded
+// cmdline.txt over an upgrade (append the try-boot flag at the line end,
+// writing past the file's length; rename it when the test boot starts,
+// padding the shortened line before its "\n"; switch root=) and checks
+// that CleanFlags restores the file with only root= changed, upgrade
+// after upgrade.
+func TestCleanFlagsAfterGokrazyEdits(t *testing.T) {
+	const length = 1024
+	line := "console=ttyS0,115200 root=PARTUUID=0f0e/PARTNROFF=1 ro init=/gokrazy/init panic=10"
+	pad := func(s string) []byte {
+		return append([]byte(s+"\n"), bytes.Repeat([]byte(" "), length-len(s)-1)...)
+	}
+	file := pad(line)
+	gokrazyEdit := func(b []byte, replace func([]byte) []byte) []byte {
+		rep := replace(b)
+		if n := len(b) - len(rep); n > 0 {
+			rep = bytes.ReplaceAll(rep, []byte("\n"), append(bytes.Repeat([]byte(" "), n), '\n'))
+		}
+		return rep[:len(b)] // the file keeps its length
+	}
+	for i, root := range []string{"2", "1", "2", "1", "2", "1", "2", "1", "2", "1", "2", "1", "2", "1", "2", "1", "2", "1", "2", "1", "2", "1", "2", "1", "2", "1", "2", "1", "2", "1", "2", "1", "2", "1", "2", "1", "2", "1", "2", "1"} {
+		file = gokrazyEdit(file, func(b []byte) []byte {
+			return bytes.ReplaceAll(b, []byte("\n"), []byte(" gokrazy.try_boot_inactive=1\n"))
+		})
+		if !bytes.Contains(file, []byte("gokrazy.try_boot_inactive=1\n")) {
+			t.Fatalf("upgrade %d: the flag does not fit any more:\n%q", i, file)
+		}
+		file = gokrazyEdit(file, func(b []byte) []byte {
+			return bytes.ReplaceAll(b, []byte("gokrazy.try_boot_inactive=1"), []byte("gokrazy.switch_on_boot=1"))
+		})
+		file = gokrazyEdit(file, func(b []byte) []byte {
+			return regexp.MustCompile(`PARTNROFF=[12]`).ReplaceAll(b, []byte("PARTNROFF="+root))
+		})
+		file = CleanFlags(file)
+		want := pad(strings.Replace(line, "PARTNROFF=1", "PARTNROFF="+root, 1))
+		if !bytes.Equal(file, want) {
+			t.Fatalf("upgrade %d:\n got %q\nwant %q", i, file, want)
 		}
 	}
 }

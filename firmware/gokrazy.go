@@ -2,12 +2,14 @@ package firmware
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"net/http"
 	"os"
@@ -205,6 +207,7 @@ type State struct {
 	// Next is the root the next boot uses (root= in the boot partition's
 	// cmdline.txt now).
 	Next           int
+	BootDevice     string // the boot partition, e.g. /dev/sda1
 	Inactive       int    // where an upgrade goes: not Booted
 	InactiveDevice string // e.g. /dev/sda3
 	InactiveSize   int64  // bytes
@@ -258,7 +261,6 @@ func ReadState() (State, error) {
 	if err != nil {
 		return st, err
 	}
-	bootDevice := ""
 	for _, e := range ents {
 		p, err := readInt(filepath.Join(diskDir, e.Name(), "partition"))
 		if err != nil {
@@ -266,7 +268,7 @@ func ReadState() (State, error) {
 		}
 		switch p {
 		case 1:
-			bootDevice = "/dev/" + e.Name()
+			st.BootDevice = "/dev/" + e.Name()
 		case st.Inactive:
 			st.InactiveDevice = "/dev/" + e.Name()
 			if sectors, err := readInt(filepath.Join(diskDir, e.Name(), "size")); err == nil {
@@ -275,8 +277,8 @@ func ReadState() (State, error) {
 		}
 	}
 	st.Next = st.Booted
-	if bootDevice != "" {
-		if c, err := readBootCmdline(bootDevice); err == nil {
+	if st.BootDevice != "" {
+		if c, err := readBootFile(st.BootDevice, "cmdline.txt"); err == nil {
 			if n := RootPartition(c); n != 0 {
 				st.Next = n
 			}
@@ -286,14 +288,14 @@ func ReadState() (State, error) {
 	return st, nil
 }
 
-// readBootCmdline reads cmdline.txt from the boot partition.
-func readBootCmdline(dev string) (string, error) {
+// readBootFile reads a file from the boot partition.
+func readBootFile(dev, name string) (string, error) {
 	f, err := os.Open(dev)
 	if err != nil {
 		return "", err
 	}
 	defer f.Close()
-	off, n, err := disk.Extents(f, 0, "cmdline.txt")
+	off, n, err := disk.Extents(f, 0, name)
 	if err != nil {
 		return "", err
 	}
@@ -302,6 +304,66 @@ func readBootCmdline(dev string) (string, error) {
 		return "", err
 	}
 	return string(b), nil
+}
+
+// bootFlags are the markers gokrazy adds to the kernel command line for a
+// test boot ("try_boot_inactive", rewritten to "switch_on_boot" when the
+// test boot starts).
+var bootFlags = []string{" gokrazy.try_boot_inactive=1", " gokrazy.switch_on_boot=1"}
+
+// CleanCmdline removes gokrazy's test-boot markers from the boot
+// partition's cmdline.txt and boot loader entry, once a test boot is
+// confirmed. gokrazy appends a marker at every test boot, each time
+// taking room from the padding the files were written with; without this,
+// some dozens of upgrades would exhaust it. Each file keeps its length.
+func CleanCmdline(bootDevice string) error {
+	f, err := os.OpenFile(bootDevice, os.O_RDWR, 0)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	for _, name := range []string{"cmdline.txt", "loader/entries/gokrazy.conf"} {
+		off, n, err := disk.Extents(f, 0, name)
+		if errors.Is(err, fs.ErrNotExist) && name != "cmdline.txt" {
+			continue // Raspberry Pi: no boot loader entry
+		}
+		if err != nil {
+			return fmt.Errorf("%s: %w", name, err)
+		}
+		b := make([]byte, n)
+		if _, err := f.ReadAt(b, off); err != nil {
+			return err
+		}
+		clean := CleanFlags(b)
+		if bytes.Equal(clean, b) {
+			continue
+		}
+		if _, err := f.WriteAt(clean, off); err != nil {
+			return err
+		}
+	}
+	if err := f.Sync(); err != nil {
+		return err
+	}
+	return f.Close()
+}
+
+// CleanFlags removes the test-boot markers from a padded command line
+// file and pads it back to its length with spaces after the last line end.
+func CleanFlags(b []byte) []byte {
+	out := b
+	for _, flag := range bootFlags {
+		out = bytes.ReplaceAll(out, []byte(flag), nil)
+	}
+	// gokrazy pads a shortened line with spaces before its "\n"; drop
+	// them, then pad at the end.
+	for bytes.Contains(out, []byte(" \n")) {
+		out = bytes.ReplaceAll(out, []byte(" \n"), []byte("\n"))
+	}
+	if len(out) < len(b) {
+		out = append(out, bytes.Repeat([]byte(" "), len(b)-len(out))...)
+	}
+	return out
 }
 
 // RootPartition returns the partition number root= names on a kernel

@@ -81,6 +81,11 @@ type Options struct {
 	Log io.Writer
 	// SkipDisk builds only the root and the upgrade file.
 	SkipDisk bool
+	// ApplianceArgs are extra flags the image's init gives the appliance.
+	ApplianceArgs []string
+	// TryBootDeadline bounds the wait for this root, installed by an
+	// upgrade, to come up before the previous one returns (0: 5 minutes).
+	TryBootDeadline time.Duration
 }
 
 // Result says where the build put its files.
@@ -254,7 +259,14 @@ func (b *builder) stageRoot(ctx context.Context) error {
 		"etc/ssl/ca-bundle.pem": ca,
 		"etc/mailgate-release":  []byte("mailgate " + b.Version + " " + b.Target.Name + "\n"),
 	}
+	if len(b.ApplianceArgs) > 0 || b.TryBootDeadline > 0 {
+		j, _ := json.Marshal(firmware.InitSettings{ApplianceArgs: b.ApplianceArgs, TryBootDeadline: b.TryBootDeadline})
+		files[strings.TrimPrefix(firmware.InitSettingsFile, "/")] = j
+	}
 	for name, data := range files {
+		if err := os.MkdirAll(filepath.Dir(filepath.Join(b.root, name)), 0o755); err != nil {
+			return err
+		}
 		if err := os.WriteFile(filepath.Join(b.root, name), data, 0o644); err != nil {
 			return err
 		}
@@ -514,10 +526,33 @@ enable_uart=1
 // SystemdBootEFI is the UEFI boot loader (Debian's systemd-boot-efi).
 var SystemdBootEFI = "/usr/lib/systemd/boot/efi/systemd-bootx64.efi"
 
+// mke2fsConf is mke2fs's configuration for /perm, pinned here rather than
+// taken from the build host: the ext4 settings of Debian's
+// /etc/mke2fs.conf. Without a configuration (an empty file) mke2fs makes
+// an ext2 file system even as mkfs.ext4: no journal, no extents, and
+// 128-byte inodes whose times end in 2038.
+const mke2fsConf = `[defaults]
+	base_features = sparse_super,large_file,filetype,resize_inode,dir_index,ext_attr
+	default_mntopts = acl,user_xattr
+	enable_periodic_fsck = 0
+	blocksize = 4096
+	inode_size = 256
+	inode_ratio = 16384
+
+[fs_types]
+	ext4 = {
+		features = has_journal,extent,huge_file,flex_bg,metadata_csum,64bit,dir_nlink,extra_isize
+	}
+`
+
 // mkPerm creates the empty ext4 /perm file system with Debian's mke2fs,
-// reproducibly: fixed UUID, hash seed and time.
+// reproducibly: fixed UUID, hash seed, time and settings.
 func (b *builder) mkPerm(ctx context.Context, path string, size int64, uuid [16]byte) error {
 	u := disk.FormatGUID(uuid)
+	conf := filepath.Join(b.work, "mke2fs.conf")
+	if err := os.WriteFile(conf, []byte(mke2fsConf), 0o644); err != nil {
+		return err
+	}
 	f, err := os.Create(path)
 	if err != nil {
 		return err
@@ -533,7 +568,7 @@ func (b *builder) mkPerm(ctx context.Context, path string, size int64, uuid [16]
 	cmd.Env = append(os.Environ(),
 		"E2FSPROGS_FAKE_TIME="+strconv.FormatInt(b.Epoch.Unix(), 10),
 		"SOURCE_DATE_EPOCH="+strconv.FormatInt(b.Epoch.Unix(), 10),
-		"MKE2FS_CONFIG=/dev/null") // the defaults built into mke2fs, not the host's
+		"MKE2FS_CONFIG="+conf) // ours, not the host's
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("image: mkfs.ext4: %v\n%s (install Debian's e2fsprogs)", err, out)
 	}

@@ -28,6 +28,9 @@ import (
 // hostAddr are handed to this test binary run as a stdio proxy.
 const hostAddr = "10.0.2.100"
 
+// staticAddr is the address the test configures instead of DHCP's.
+const staticAddr = "10.0.2.20"
+
 // OVMF is Debian's UEFI firmware for QEMU (package ovmf).
 var ovmfCode, ovmfVars = "/usr/share/OVMF/OVMF_CODE_4M.fd", "/usr/share/OVMF/OVMF_VARS_4M.fd"
 
@@ -74,6 +77,7 @@ type vm struct {
 	serial           string // path of the serial console log
 	ssh, smtp, https int    // host ports forwarded to 22, 25, 443
 	plainHTTP        int    // forwarded to 80 (gokrazy's default, must stay closed)
+	sshStatic        int    // forwarded to 22 of staticAddr
 	done             chan struct{}
 	mu               sync.Mutex
 	exitErr          error
@@ -101,12 +105,12 @@ func startVM(t *testing.T, img string, guest map[int]string) *vm {
 	if err := os.WriteFile(vars, b, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	v := &vm{t: t, serial: filepath.Join(dir, "serial.log"), ssh: freePort(t), smtp: freePort(t), https: freePort(t), plainHTTP: freePort(t), done: make(chan struct{})}
+	v := &vm{t: t, serial: filepath.Join(dir, "serial.log"), ssh: freePort(t), smtp: freePort(t), https: freePort(t), plainHTTP: freePort(t), sshStatic: freePort(t), done: make(chan struct{})}
 	self, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
 	}
-	netdev := fmt.Sprintf("user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:%d-:22,hostfwd=tcp:127.0.0.1:%d-:25,hostfwd=tcp:127.0.0.1:%d-:443,hostfwd=tcp:127.0.0.1:%d-:80", v.ssh, v.smtp, v.https, v.plainHTTP)
+	netdev := fmt.Sprintf("user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:%d-:22,hostfwd=tcp:127.0.0.1:%d-:25,hostfwd=tcp:127.0.0.1:%d-:443,hostfwd=tcp:127.0.0.1:%d-:80,hostfwd=tcp:127.0.0.1:%d-%s:22", v.ssh, v.smtp, v.https, v.plainHTTP, v.sshStatic, staticAddr)
 	for port, to := range guest {
 		netdev += fmt.Sprintf(",guestfwd=tcp:%s:%d-cmd:env MAILGATE_STDIO_PROXY=%s %s", hostAddr, port, to, self)
 	}
@@ -166,11 +170,11 @@ func (v *vm) waitConsole(want string, count int, timeout time.Duration) {
 }
 
 // waitSSH waits for the appliance's SSH banner on the forwarded port.
-func (v *vm) waitSSH(timeout time.Duration) {
+func (v *vm) waitSSH(port int, timeout time.Duration) {
 	v.t.Helper()
 	deadline := time.Now().Add(timeout)
 	for time.Now().Before(deadline) {
-		c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", v.ssh), 5*time.Second)
+		c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", port), 5*time.Second)
 		if err == nil {
 			c.SetReadDeadline(time.Now().Add(5 * time.Second))
 			line := make([]byte, 8)
@@ -199,7 +203,8 @@ func statusField(status, key string) string {
 // QEMU, sets the first password over SSH, relays a message from swaks
 // through the forwarded port 25 to an SMTP sink on the host, reboots and
 // finds configuration and history intact, then upgrades A/B to a second
-// build and sees the new version, kept across another reboot.
+// build and sees the new version, kept across another reboot; an upgrade
+// that does not come up is abandoned for the version before.
 func TestQEMUBootMailRebootUpgrade(t *testing.T) {
 	need(t, "qemu-system-x86_64", "swaks", "mksquashfs", "mkfs.ext4", ovmfCode, ovmfVars, SystemdBootEFI)
 	ctx := context.Background()
@@ -218,6 +223,12 @@ func TestQEMUBootMailRebootUpgrade(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	broken, err := Build(ctx, Options{Target: Targets["amd64"], Version: "v0.0.0-test-broken", Epoch: epoch, OutDir: filepath.Join(out, "b", "broken"), ModuleDir: moduleDir, SkipDisk: true,
+		ApplianceArgs: []string{"-ssh-port", "70000"}, TryBootDeadline: 30 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+
 	sink := postfixtest.StartSink(t, postfixtest.SinkOptions{})
 	web := &http.Server{Handler: http.FileServer(http.Dir(filepath.Dir(b.Upgrade)))}
 	wl, err := net.Listen("tcp", "127.0.0.1:0")
@@ -231,7 +242,7 @@ func TestQEMUBootMailRebootUpgrade(t *testing.T) {
 	v.waitConsole("mailgate v0.0.0-test-a (", 1, 6*time.Minute)
 	v.waitConsole("factory certificate:", 1, time.Minute)
 	v.waitConsole("eth0 10.0.2.15/24", 1, 2*time.Minute) // DHCP, in the banner or after it
-	v.waitSSH(2 * time.Minute)
+	v.waitSSH(v.ssh, 2*time.Minute)
 
 	const pw = "Gate#Keeper2026"
 	c := sshtest.New(t, v.ssh)
@@ -274,7 +285,6 @@ func TestQEMUBootMailRebootUpgrade(t *testing.T) {
 	}
 
 	run(strings.Join([]string{"config domain", "edit example.com", "set smtp-server " + hostAddr, "set smtp-port 25", "next", "end"}, "\n") + "\n")
-	config := run("", "show full-configuration")
 
 	subject := "image test " + strconv.FormatInt(time.Now().UnixNano(), 36)
 	sw := exec.Command("swaks", "--timeout", "120", "--server", fmt.Sprintf("127.0.0.1:%d", v.smtp),
@@ -301,12 +311,21 @@ func TestQEMUBootMailRebootUpgrade(t *testing.T) {
 	}
 	history := waitHistory()
 
+	// A static address instead of DHCP, from the next boot on.
+	run(strings.Join([]string{
+		"config system interface", "edit port1", "set mode static", "set ip " + staticAddr + "/24", "next", "end",
+		"config system route", "edit 1", "set gateway 10.0.2.2", "next", "end",
+		"config system dns", "set primary 10.0.2.3", "end"}, "\n") + "\n")
+	config := run("", "show full-configuration")
+
 	// Reboot: configuration and history survive on /perm.
 	if out := run("y\n", "execute reboot"); !strings.Contains(out, "going down") {
 		t.Fatalf("reboot: %s", out)
 	}
 	v.waitConsole("mailgate v0.0.0-test-a (", 2, 6*time.Minute)
-	v.waitSSH(2 * time.Minute)
+	v.waitConsole("eth0 "+staticAddr+"/24", 1, 2*time.Minute)
+	c.Port = v.sshStatic
+	v.waitSSH(c.Port, 2*time.Minute)
 	if got := run("", "show full-configuration"); got != config {
 		t.Fatalf("configuration changed across the reboot:\n--- before\n%s\n--- after\n%s", config, got)
 	}
@@ -322,29 +341,40 @@ func TestQEMUBootMailRebootUpgrade(t *testing.T) {
 	}
 	v.waitConsole("mailgate v0.0.0-test-b (", 1, 6*time.Minute)
 	v.waitConsole("upgrade confirmed; root partition 3 is now permanent", 1, 2*time.Minute)
-	v.waitSSH(2 * time.Minute)
+	v.waitSSH(c.Port, 2*time.Minute)
 	status = run("", "get system status")
 	for _, want := range []string{"mailgate v0.0.0-test-b", "root partition 3 (upgraded and confirmed); reboot before the next upgrade"} {
 		if !strings.Contains(status, want) {
 			t.Fatalf("status after the upgrade lacks %q:\n%s", want, status)
 		}
 	}
+	if got := run("", "show full-configuration"); got != config {
+		t.Fatalf("configuration changed across the upgrade:\n%s", got)
+	}
 	// gokrazy would write over the running root until the next boot.
 	if out, code := c.Run(pw, "y\n", "admin@127.0.0.1", "execute restore image "+url); code == 0 || !strings.Contains(out, "reboot before the next upgrade") {
 		t.Fatalf("a second upgrade in the same boot: status %d\n%s", code, out)
 	}
-	if got := run("", "show full-configuration"); got != config {
-		t.Fatalf("configuration changed across the upgrade:\n%s", got)
-	}
-
-	// The new root is permanent: another reboot stays on it.
 	run("y\n", "execute reboot")
 	v.waitConsole("mailgate v0.0.0-test-b (", 2, 6*time.Minute)
-	v.waitSSH(2 * time.Minute)
+	v.waitSSH(c.Port, 2*time.Minute)
+
+	// An upgrade whose appliance never comes up (it cannot listen on its
+	// SSH port) is abandoned: the machine returns to the version before.
+	up, code = c.Run(pw, "y\n", "admin@127.0.0.1", "execute restore image "+fmt.Sprintf("http://%s/%s", hostAddr, "broken/"+filepath.Base(broken.Upgrade)))
+	if code != 0 || !strings.Contains(up, "Firmware v0.0.0-test-broken installed") {
+		t.Fatalf("broken upgrade: status %d\n%s", code, up)
+	}
+	v.waitConsole("did not become ready within 30s; rebooting into the previous version", 1, 6*time.Minute)
+	v.waitConsole("mailgate v0.0.0-test-b (", 3, 6*time.Minute)
+	v.waitSSH(c.Port, 2*time.Minute)
 	status = run("", "get system status")
 	for _, want := range []string{"mailgate v0.0.0-test-b", "root partition 3; upgrades go to partition 2"} {
 		if !strings.Contains(status, want) {
-			t.Fatalf("status after the second reboot lacks %q:\n%s", want, status)
+			t.Fatalf("status after the abandoned upgrade lacks %q:\n%s", want, status)
 		}
+	}
+	if got := run("", "show full-configuration"); got != config {
+		t.Fatalf("configuration changed across the abandoned upgrade:\n%s", got)
 	}
 }

@@ -14,6 +14,8 @@ import (
 	"os/exec"
 
 	"github.com/gokrazy/gokrazy"
+
+	"mailgate/firmware"
 )
 
 // buildTimestamp is set by the image builder (-X main.buildTimestamp).
@@ -32,20 +34,36 @@ func main() {
 	if err := gokrazy.Boot(buildTimestamp); err != nil {
 		log.Fatal(err)
 	}
+	settings := readSettings()
+	st, stateOK := bootState()
 	services := []*gokrazy.Service{
 		gokrazy.NewService(exec.Command("/gokrazy/randomd")),
 		// The DHCP client, or the static address from the appliance's
 		// `config system interface`: see netconfig.go.
 		gokrazy.NewService(exec.Command("/gokrazy/init", "netconfig")),
 		gokrazy.NewService(exec.Command("/gokrazy/ntp")),
-		gokrazy.NewService(exec.Command(appliancePath,
+		gokrazy.NewService(exec.Command(appliancePath, append([]string{
 			"-data", "/perm/mailgate",
 			"-console", "/dev/console",
-			"-ready-file", readyFile)),
+			"-ready-file", readyFile}, settings.ApplianceArgs...)...)),
 	}
 	if err := gokrazy.SuperviseServices(services); err != nil {
 		log.Fatal(err)
 	}
-	go watchTryBoot()
+	deadline := defaultTryBootDeadline
+	if settings.TryBootDeadline > 0 {
+		deadline = settings.TryBootDeadline
+	}
+	if stateOK && st.Trial {
+		go watchTryBoot(st, deadline)
+	}
 	select {} // init must never return
+}
+
+func readSettings() firmware.InitSettings {
+	s, err := firmware.ReadInitSettings()
+	if err != nil {
+		log.Printf("%v (using the defaults)", err)
+	}
+	return s
 }

@@ -19,17 +19,27 @@ import (
 // this one is the old root again). This watch runs in the new root: when
 // the appliance reports ready within tryBootDeadline, the new partition is
 // made the permanent root; otherwise the machine reboots into the old one.
-const tryBootDeadline = 5 * time.Minute
+const defaultTryBootDeadline = 5 * time.Minute
 
-func watchTryBoot() {
+// bootState reads the partition state before the services start. When
+// this is not a test boot, a marker a failed test boot left behind is
+// removed now, before an upgrade in this boot could add a new one.
+func bootState() (firmware.State, bool) {
 	st, err := firmware.ReadState()
 	if err != nil {
 		log.Printf("try-boot: %v", err)
-		return
+		return st, false
 	}
 	if !st.Trial {
-		return
+		if err := firmware.CleanCmdline(st.BootDevice); err != nil {
+			log.Printf("removing old test-boot markers from the command line: %v", err)
+		}
 	}
+	return st, true
+}
+
+// watchTryBoot confirms or abandons a test boot.
+func watchTryBoot(st firmware.State, tryBootDeadline time.Duration) {
 	rt := firmware.New(firmware.Socket)
 	log.Printf("try-boot: running from partition %d, waiting up to %v for the appliance", st.Running, tryBootDeadline)
 	deadline := time.Now().Add(tryBootDeadline)
@@ -42,6 +52,9 @@ func watchTryBoot() {
 				log.Printf("try-boot: making the new root permanent: %v", err)
 				console("mailgate: the upgrade could not be made permanent (%v); the next boot returns to the previous version", err)
 				return
+			}
+			if err := firmware.CleanCmdline(st.BootDevice); err != nil {
+				log.Printf("try-boot: removing the test-boot markers from the command line: %v", err)
 			}
 			log.Printf("try-boot: partition %d is now the root", st.Running)
 			console("mailgate: upgrade confirmed; root partition %d is now permanent", st.Running)
