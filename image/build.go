@@ -430,7 +430,7 @@ func Cmdline(t Target, bootGUID string) string {
 	if t.RaspberryPi {
 		console = "console=tty1 console=serial0,115200"
 	}
-	return console + " root=PARTUUID=" + strings.ToLower(bootGUID) + "/PARTNROFF=1 ro init=/gokrazy/init panic=10 oops=panic rootdelay=10 pci=nommconf"
+	return console + " root=PARTUUID=" + strings.ToLower(bootGUID) + "/PARTNROFF=1 ro init=/gokrazy/init panic=10 oops=panic rootwait pci=nommconf"
 }
 
 // LoaderEntry is systemd-boot's entry for the kernel command line. gokrazy
