@@ -42,13 +42,9 @@ func (f *testFirmware) Install(ctx context.Context, r io.Reader, progress io.Wri
 		return m, err
 	}
 	fmt.Fprintf(progress, "Writing version %s (%d bytes)...\n", m.Version, m.Size)
-	h := sha256.New()
 	var root bytes.Buffer
-	if n, err := io.CopyN(io.MultiWriter(h, &root), br, m.Size); err != nil {
-		return m, fmt.Errorf("upgrade file is truncated: %d of %d bytes of root file system", n, m.Size)
-	}
-	if sum := hex.EncodeToString(h.Sum(nil)); sum != m.SHA256 {
-		return m, fmt.Errorf("checksum mismatch: received %s, manifest says %s; nothing was switched", sum, m.SHA256)
+	if err := firmware.ReadPayload(br, m, &root); err != nil {
+		return m, err
 	}
 	f.mu.Lock()
 	f.installs = append(f.installs, root.Bytes())

@@ -7,6 +7,8 @@ package firmware
 
 import (
 	"bufio"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -27,6 +29,16 @@ type Manifest struct {
 	Target  string `json:"target"` // image family: amd64, rpi
 	Size    int64  `json:"size"`   // bytes of squashfs that follow
 	SHA256  string `json:"sha256"` // of those bytes, lower-case hex
+}
+
+// FileError is an upgrade file that cannot be installed: its format,
+// manifest, architecture, size or checksum. Nothing was switched.
+type FileError struct{ Msg string }
+
+func (e *FileError) Error() string { return e.Msg }
+
+func badFile(format string, args ...any) error {
+	return &FileError{Msg: fmt.Sprintf(format, args...)}
 }
 
 var sha256Hex = regexp.MustCompile(`^[0-9a-f]{64}$`)
@@ -50,26 +62,52 @@ func ReadHeader(r *bufio.Reader) (Manifest, error) {
 	var m Manifest
 	magic := make([]byte, len(Magic))
 	if _, err := io.ReadFull(r, magic); err != nil || string(magic) != Magic {
-		return m, fmt.Errorf("not a mailgate upgrade file (it must start with %q)", strings.TrimSpace(Magic))
+		return m, badFile("not a mailgate upgrade file (it must start with %q)", strings.TrimSpace(Magic))
 	}
 	line, err := r.ReadSlice('\n')
 	if err != nil {
-		return m, fmt.Errorf("upgrade file: manifest: %v", err)
+		return m, badFile("upgrade file: manifest: %v", err)
 	}
 	dec := json.NewDecoder(strings.NewReader(string(line)))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&m); err != nil {
-		return m, fmt.Errorf("upgrade file: manifest: %v", err)
+		return m, badFile("upgrade file: manifest: %v", err)
 	}
 	switch {
 	case m.Version == "":
-		return m, fmt.Errorf("upgrade file: manifest has no version")
+		return m, badFile("upgrade file: manifest has no version")
 	case m.Size <= 0 || m.Size > MaxRootSize:
-		return m, fmt.Errorf("upgrade file: root size %d is out of range (1..%d)", m.Size, MaxRootSize)
+		return m, badFile("upgrade file: root size %d is out of range (1..%d)", m.Size, MaxRootSize)
 	case !sha256Hex.MatchString(m.SHA256):
-		return m, fmt.Errorf("upgrade file: manifest checksum %q is not a SHA-256", m.SHA256)
+		return m, badFile("upgrade file: manifest checksum %q is not a SHA-256", m.SHA256)
 	}
 	return m, nil
+}
+
+// CheckArch refuses an upgrade built for another architecture.
+func (m Manifest) CheckArch(arch string) error {
+	if m.Arch != arch {
+		return badFile("upgrade file is for %s (%s), this appliance is %s", m.Target, m.Arch, arch)
+	}
+	return nil
+}
+
+// ReadPayload copies the root file system that follows the header (m.Size
+// bytes of r) to w and checks it against the manifest's SHA-256: a short
+// or altered file is a *FileError, found when the last byte was copied.
+func ReadPayload(r io.Reader, m Manifest, w io.Writer) error {
+	h := sha256.New()
+	n, err := io.Copy(io.MultiWriter(w, h), io.LimitReader(r, m.Size))
+	if err != nil {
+		return err
+	}
+	if n < m.Size {
+		return badFile("upgrade file is truncated: %d of %d bytes of root file system", n, m.Size)
+	}
+	if sum := hex.EncodeToString(h.Sum(nil)); sum != m.SHA256 {
+		return badFile("checksum mismatch: received %s, manifest says %s; nothing was switched", sum, m.SHA256)
+	}
+	return nil
 }
 
 // InitSettingsFile holds the image builder's settings for the image's

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"io"
 	"regexp"
 	"strings"
@@ -65,10 +66,33 @@ func TestHeaderRejects(t *testing.T) {
 	}
 }
 
-func TestExactReaderTruncated(t *testing.T) {
-	r := &exactReader{r: strings.NewReader("abc"), want: 10}
-	if _, err := io.ReadAll(r); err == nil || !strings.Contains(err.Error(), "truncated: 3 of 10") {
-		t.Fatalf("err %v", err)
+func TestReadPayload(t *testing.T) {
+	root := bytes.Repeat([]byte("root"), 5000)
+	file := upgradeFile(t, root, nil)
+	br := bufio.NewReader(bytes.NewReader(file))
+	m, err := ReadHeader(br)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got bytes.Buffer
+	if err := ReadPayload(br, m, &got); err != nil || !bytes.Equal(got.Bytes(), root) {
+		t.Fatalf("payload: %v, %d bytes", err, got.Len())
+	}
+	var bad *FileError
+	short := bufio.NewReader(bytes.NewReader(file[:len(file)-10]))
+	ReadHeader(short)
+	if err := ReadPayload(short, m, io.Discard); !errors.As(err, &bad) || !strings.Contains(err.Error(), "truncated: 19990 of 20000") {
+		t.Fatalf("truncated: %v", err)
+	}
+	altered := bytes.Clone(file)
+	altered[len(altered)-1] ^= 1
+	br = bufio.NewReader(bytes.NewReader(altered))
+	ReadHeader(br)
+	if err := ReadPayload(br, m, io.Discard); !errors.As(err, &bad) || !strings.Contains(err.Error(), "checksum mismatch") {
+		t.Fatalf("altered: %v", err)
+	}
+	if err := m.CheckArch("arm64"); !errors.As(err, &bad) || !strings.Contains(err.Error(), "this appliance is arm64") {
+		t.Fatalf("arch: %v", err)
 	}
 }
 

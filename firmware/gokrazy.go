@@ -74,8 +74,15 @@ func (g *Runtime) do(ctx context.Context, method, path string, body io.Reader) (
 	return string(b), nil
 }
 
+var errWriteEnded = errors.New("gokrazy ended the write")
+
 // ErrTrial is returned while a test boot awaits confirmation.
 var ErrTrial = errors.New("the running version is a test boot still being confirmed; try again in a few minutes")
+
+// ErrRebootFirst is returned after an upgrade was confirmed in the running
+// boot: gokrazy still counts the old root as active and would write over
+// the running one.
+var ErrRebootFirst = errors.New("the running version was installed by an upgrade confirmed in this boot; reboot before the next upgrade")
 
 // Install writes the upgrade file in r to the inactive root partition,
 // verifies what was written against the manifest's checksum, and arms a
@@ -86,8 +93,8 @@ func (g *Runtime) Install(ctx context.Context, r io.Reader, progress io.Writer) 
 	if err != nil {
 		return m, err
 	}
-	if m.Arch != g.Arch {
-		return m, fmt.Errorf("upgrade file is for %s (%s), this appliance is %s", m.Target, m.Arch, g.Arch)
+	if err := m.CheckArch(g.Arch); err != nil {
+		return m, err
 	}
 	st, err := ReadState()
 	if err != nil {
@@ -97,22 +104,33 @@ func (g *Runtime) Install(ctx context.Context, r io.Reader, progress io.Writer) 
 		return m, err
 	}
 	if st.InactiveSize > 0 && m.Size > st.InactiveSize {
-		return m, fmt.Errorf("root file system of %d bytes does not fit the %d-byte partition", m.Size, st.InactiveSize)
+		return m, badFile("root file system of %d bytes does not fit the %d-byte partition", m.Size, st.InactiveSize)
 	}
 	fmt.Fprintf(progress, "Writing version %s (%d bytes) to root partition %d...\n", m.Version, m.Size, st.Inactive)
-	h := sha256.New()
-	body := &exactReader{r: io.TeeReader(io.LimitReader(br, m.Size), h), want: m.Size}
-	got, err := g.do(ctx, http.MethodPut, "/update/root", body)
-	if err != nil {
+	// The payload streams to gokrazy, which writes the partition; a short
+	// or altered file aborts the request (nothing is switched).
+	pr, pw := io.Pipe()
+	payloadErr := make(chan error, 1)
+	go func() {
+		err := ReadPayload(br, m, pw)
+		pw.CloseWithError(err)
+		payloadErr <- err
+	}()
+	got, err := g.do(ctx, http.MethodPut, "/update/root", pr)
+	pr.CloseWithError(errWriteEnded) // unblock the copy if gokrazy stopped reading
+	perr := <-payloadErr
+	var bad *FileError
+	switch {
+	case errors.As(perr, &bad):
+		return m, perr
+	case perr != nil && !errors.Is(perr, errWriteEnded):
+		return m, fmt.Errorf("reading the upgrade file: %w", perr)
+	case err != nil:
 		return m, fmt.Errorf("writing the root partition: %w", err)
+	case perr != nil:
+		return m, fmt.Errorf("writing the root partition: %w", perr)
 	}
-	if body.err != nil {
-		return m, body.err
-	}
-	sum := hex.EncodeToString(h.Sum(nil))
-	if sum != m.SHA256 {
-		return m, fmt.Errorf("checksum mismatch: received %s, manifest says %s; nothing was switched", sum, m.SHA256)
-	}
+	sum := m.SHA256
 	if strings.TrimSpace(got) != sum {
 		return m, fmt.Errorf("checksum mismatch: gokrazy wrote %s, received %s; nothing was switched", strings.TrimSpace(got), sum)
 	}
@@ -127,23 +145,6 @@ func (g *Runtime) Install(ctx context.Context, r io.Reader, progress io.Writer) 
 	}
 	fmt.Fprintf(progress, "Checksum verified (sha256 %s). The next boot tries version %s and keeps it once it is up; otherwise it returns to %s.\n", sum[:16], m.Version, "the current version")
 	return m, nil
-}
-
-// exactReader fails when the upload ends before want bytes.
-type exactReader struct {
-	r         io.Reader
-	want, got int64
-	err       error
-}
-
-func (e *exactReader) Read(p []byte) (int, error) {
-	n, err := e.r.Read(p)
-	e.got += int64(n)
-	if err == io.EOF && e.got < e.want {
-		e.err = fmt.Errorf("upgrade file is truncated: %d of %d bytes of root file system", e.got, e.want)
-		return n, e.err
-	}
-	return n, err
 }
 
 func verifyDevice(dev string, size int64, want string) error {
@@ -222,9 +223,7 @@ func (st State) CanInstall() error {
 		return ErrTrial
 	}
 	if st.Inactive == st.Running {
-		// Confirmed in this boot: gokrazy still counts the old root as
-		// active and would write over the running one.
-		return errors.New("the running version was installed by an upgrade confirmed in this boot; reboot before the next upgrade")
+		return ErrRebootFirst
 	}
 	return nil
 }

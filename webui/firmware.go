@@ -208,8 +208,7 @@ func (s *Server) firmwareInstall(w http.ResponseWriter, r *http.Request, rq *req
 }
 
 // installError is the status and message of a failed Install: the
-// upload's own read error, or Install's, classed by its text (the
-// firmware package describes the upgrade file's faults in its errors).
+// upload's own read error, or Install's (a fault of the file, or not now).
 func installError(err, readErr error) (int, string) {
 	const nothing = " The running version stays."
 	switch {
@@ -221,12 +220,11 @@ func installError(err, readErr error) (int, string) {
 		return http.StatusRequestTimeout, "The upload was interrupted (" + err.Error() + "); nothing was installed." + nothing
 	}
 	msg := "The firmware was not installed: " + strings.TrimSuffix(err.Error(), ".") + "." + nothing
-	for _, p := range []string{"not a mailgate upgrade file", "upgrade file", "checksum mismatch: received", "root file system of"} {
-		if strings.HasPrefix(err.Error(), p) {
-			return http.StatusBadRequest, msg
-		}
-	}
-	if errors.Is(err, firmware.ErrTrial) || strings.Contains(err.Error(), "reboot before the next upgrade") {
+	var bad *firmware.FileError
+	switch {
+	case errors.As(err, &bad):
+		return http.StatusBadRequest, msg
+	case errors.Is(err, firmware.ErrTrial), errors.Is(err, firmware.ErrRebootFirst):
 		return http.StatusConflict, msg
 	}
 	return http.StatusInternalServerError, msg

@@ -55,21 +55,13 @@ func (f *fakeFirmware) Install(ctx context.Context, r io.Reader, progress io.Wri
 	if header != nil {
 		close(header)
 	}
-	if m.Arch != f.arch {
-		return m, fmt.Errorf("upgrade file is for %s (%s), this appliance is %s", m.Target, m.Arch, f.arch)
+	if err := m.CheckArch(f.arch); err != nil {
+		return m, err
 	}
 	fmt.Fprintf(progress, "Writing version %s (%d bytes) to root partition 3...\n", m.Version, m.Size)
 	var got bytes.Buffer
-	h := sha256.New()
-	n, err := io.Copy(io.MultiWriter(&got, h), io.LimitReader(br, m.Size))
-	if err != nil {
-		return m, fmt.Errorf("writing the root partition: %w", err)
-	}
-	if n < m.Size {
-		return m, fmt.Errorf("upgrade file is truncated: %d of %d bytes of root file system", n, m.Size)
-	}
-	if sum := hex.EncodeToString(h.Sum(nil)); sum != m.SHA256 {
-		return m, fmt.Errorf("checksum mismatch: received %s, manifest says %s; nothing was switched", sum, m.SHA256)
+	if err := firmware.ReadPayload(br, m, &got); err != nil {
+		return m, err
 	}
 	fmt.Fprintf(progress, "Checksum verified (sha256 %s).\n", m.SHA256[:16])
 	f.mu.Lock()
@@ -308,10 +300,10 @@ func TestInstallErrorStatus(t *testing.T) {
 	}{
 		{errors.New("x"), &http.MaxBytesError{Limit: maxUploadBytes}, http.StatusRequestEntityTooLarge, "The upload is too large"},
 		{errors.New("x"), io.ErrUnexpectedEOF, http.StatusBadRequest, "The upload was interrupted (unexpected EOF)"},
-		{fmt.Errorf("upgrade file: manifest has no version"), nil, http.StatusBadRequest, "The firmware was not installed: upgrade file: manifest has no version."},
-		{fmt.Errorf("root file system of 9 bytes does not fit the 8-byte partition"), nil, http.StatusBadRequest, "does not fit"},
+		{&firmware.FileError{Msg: "upgrade file: manifest has no version"}, nil, http.StatusBadRequest, "The firmware was not installed: upgrade file: manifest has no version."},
+		{&firmware.FileError{Msg: "root file system of 9 bytes does not fit the 8-byte partition"}, nil, http.StatusBadRequest, "does not fit"},
 		{firmware.ErrTrial, nil, http.StatusConflict, "test boot still being confirmed"},
-		{errors.New("the running version was installed by an upgrade confirmed in this boot; reboot before the next upgrade"), nil, http.StatusConflict, "reboot before the next upgrade."},
+		{firmware.ErrRebootFirst, nil, http.StatusConflict, "reboot before the next upgrade."},
 		{errors.New("writing the root partition: PUT /update/root: 500"), nil, http.StatusInternalServerError, "writing the root partition"},
 		{errors.New("checksum mismatch: gokrazy wrote a, received b; nothing was switched"), nil, http.StatusInternalServerError, "gokrazy wrote"},
 	} {
