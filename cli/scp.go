@@ -8,7 +8,6 @@ import (
 	"io"
 	"strconv"
 	"strings"
-	"sync"
 
 	"github.com/gliderlabs/ssh"
 
@@ -50,14 +49,10 @@ const (
 	scpMustChange    = "password change required: log in interactively (ssh -t) to set the admin password before uploading"
 	scpDownload      = "files cannot be copied from the appliance; only an upgrade file can be uploaded to 'image'"
 	scpOneFile       = "only one file can be uploaded: an upgrade file to 'image'"
-	scpBusy          = "another firmware upgrade is in progress"
 	scpSFTPMsg       = "SFTP is not supported: copy the upgrade file with the classic scp protocol, e.g. scp -O mailgate-amd64.upgrade admin@appliance:image\n"
 	scpMaxLine       = 4096
 	scpMaxHeaderSize = 64 << 10 // allowance for the magic and manifest lines
 )
-
-// scpInstalling serialises uploads: there is one inactive root partition.
-var scpInstalling sync.Mutex
 
 // scpArgs parses the command an scp client runs on the remote side. It
 // reports ok for any command whose name is scp; err then says why it is
@@ -127,13 +122,7 @@ func (s *Server) serveSCP(sess ssh.Session, user, remote string, info AdminInfo)
 		sess.Exit(1)
 		return true
 	}
-	if !scpInstalling.TryLock() {
-		scpError(sess, errors.New(scpBusy))
-		sess.Exit(1)
-		return true
-	}
 	installed, err := s.scpSink(sess, fw, user, remote)
-	scpInstalling.Unlock()
 	code := 0
 	if err != nil {
 		code = 1

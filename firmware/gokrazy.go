@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -33,6 +34,8 @@ type Runtime struct {
 	Socket string
 	Arch   string // GOARCH an upgrade must match
 	client *http.Client
+	// installing serialises Install, whichever interface asks.
+	installing sync.Mutex
 }
 
 // Detect returns the image's runtime, or nil when the process does not run
@@ -76,6 +79,10 @@ func (g *Runtime) do(ctx context.Context, method, path string, body io.Reader) (
 
 var errWriteEnded = errors.New("gokrazy ended the write")
 
+// ErrBusy is returned while another upgrade is being installed: there is
+// one inactive root partition.
+var ErrBusy = errors.New("another firmware upgrade is in progress")
+
 // ErrTrial is returned while a test boot awaits confirmation.
 var ErrTrial = errors.New("the running version is a test boot still being confirmed; try again in a few minutes")
 
@@ -88,6 +95,10 @@ var ErrRebootFirst = errors.New("the running version was installed by an upgrade
 // verifies what was written against the manifest's checksum, and arms a
 // test boot of it at the next reboot. progress receives short lines.
 func (g *Runtime) Install(ctx context.Context, r io.Reader, progress io.Writer) (Manifest, error) {
+	if !g.installing.TryLock() {
+		return Manifest{}, ErrBusy
+	}
+	defer g.installing.Unlock()
 	br := bufio.NewReaderSize(r, 64<<10)
 	m, err := ReadHeader(br)
 	if err != nil {

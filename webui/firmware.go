@@ -178,12 +178,6 @@ func (s *Server) firmwareInstall(w http.ResponseWriter, r *http.Request, rq *req
 		again(http.StatusBadRequest, "Nothing was installed: choose an upgrade file (mailgate-<target>.upgrade).")
 		return
 	}
-	if !s.installing.CompareAndSwap(false, true) {
-		again(http.StatusConflict, "Another firmware upgrade is in progress; nothing was installed.")
-		return
-	}
-	defer s.installing.Store(false)
-
 	from := "upload " + strconv.Quote(truncate(part.FileName(), 100)) + " in the web UI"
 	src := &uploadReader{r: part}
 	progress := &progressBuffer{}
@@ -224,7 +218,7 @@ func installError(err, readErr error) (int, string) {
 	switch {
 	case errors.As(err, &bad):
 		return http.StatusBadRequest, msg
-	case errors.Is(err, firmware.ErrTrial), errors.Is(err, firmware.ErrRebootFirst):
+	case errors.Is(err, firmware.ErrTrial), errors.Is(err, firmware.ErrRebootFirst), errors.Is(err, firmware.ErrBusy):
 		return http.StatusConflict, msg
 	}
 	return http.StatusInternalServerError, msg

@@ -304,6 +304,7 @@ func TestInstallErrorStatus(t *testing.T) {
 		{&firmware.FileError{Msg: "root file system of 9 bytes does not fit the 8-byte partition"}, nil, http.StatusBadRequest, "does not fit"},
 		{firmware.ErrTrial, nil, http.StatusConflict, "test boot still being confirmed"},
 		{firmware.ErrRebootFirst, nil, http.StatusConflict, "reboot before the next upgrade."},
+		{firmware.ErrBusy, nil, http.StatusConflict, "another firmware upgrade is in progress"},
 		{errors.New("writing the root partition: PUT /update/root: 500"), nil, http.StatusInternalServerError, "writing the root partition"},
 		{errors.New("checksum mismatch: gokrazy wrote a, received b; nothing was switched"), nil, http.StatusInternalServerError, "gokrazy wrote"},
 	} {

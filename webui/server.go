@@ -20,7 +20,6 @@ import (
 	"net/http"
 	"net/netip"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"mailgate/admin"
@@ -61,8 +60,6 @@ type Server struct {
 	hs      *http.Server
 	done    chan struct{}
 	once    sync.Once
-
-	installing atomic.Bool // a firmware upload is being installed
 
 	mu       sync.Mutex
 	sessions map[string]*session // by hash of the cookie token
