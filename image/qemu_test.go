@@ -333,26 +333,36 @@ func TestQEMUBootMailRebootUpgrade(t *testing.T) {
 		t.Fatalf("history after the reboot:\n%s\nbefore:\n%s", h, history)
 	}
 
-	// A/B upgrade from the host's web server.
-	url := fmt.Sprintf("http://%s/%s", hostAddr, filepath.Base(b.Upgrade))
-	up, code := c.Run(pw, "y\n", "admin@127.0.0.1", "execute restore image "+url)
-	if code != 0 || !strings.Contains(up, "Firmware v0.0.0-test-b installed") {
-		t.Fatalf("upgrade: status %d\n%s", code, up)
+	// upgrade installs the upgrade file at path on the host's web server.
+	upgrade := func(path, version string) {
+		t.Helper()
+		url := fmt.Sprintf("http://%s/%s", hostAddr, path)
+		if out, code := c.Run(pw, "y\n", "admin@127.0.0.1", "execute restore image "+url); code != 0 || !strings.Contains(out, "Firmware "+version+" installed") {
+			t.Fatalf("upgrade to %s: status %d\n%s", version, code, out)
+		}
 	}
+	// expect checks get system status and the configuration.
+	expect := func(when string, wants ...string) {
+		t.Helper()
+		status := run("", "get system status")
+		for _, want := range wants {
+			if !strings.Contains(status, want) {
+				t.Fatalf("status %s lacks %q:\n%s", when, want, status)
+			}
+		}
+		if got := run("", "show full-configuration"); got != config {
+			t.Fatalf("configuration changed %s:\n%s", when, got)
+		}
+	}
+
+	// A/B upgrade from the host's web server.
+	upgrade(filepath.Base(b.Upgrade), "v0.0.0-test-b")
 	v.waitConsole("mailgate v0.0.0-test-b (", 1, 6*time.Minute)
 	v.waitConsole("upgrade confirmed; root partition 3 is now permanent", 1, 2*time.Minute)
 	v.waitSSH(c.Port, 2*time.Minute)
-	status = run("", "get system status")
-	for _, want := range []string{"mailgate v0.0.0-test-b", "root partition 3 (upgraded and confirmed); reboot before the next upgrade"} {
-		if !strings.Contains(status, want) {
-			t.Fatalf("status after the upgrade lacks %q:\n%s", want, status)
-		}
-	}
-	if got := run("", "show full-configuration"); got != config {
-		t.Fatalf("configuration changed across the upgrade:\n%s", got)
-	}
+	expect("after the upgrade", "mailgate v0.0.0-test-b", "root partition 3 (upgraded and confirmed); reboot before the next upgrade")
 	// gokrazy would write over the running root until the next boot.
-	if out, code := c.Run(pw, "y\n", "admin@127.0.0.1", "execute restore image "+url); code == 0 || !strings.Contains(out, "reboot before the next upgrade") {
+	if out, code := c.Run(pw, "y\n", "admin@127.0.0.1", "execute restore image http://"+hostAddr+"/"+filepath.Base(b.Upgrade)); code == 0 || !strings.Contains(out, "reboot before the next upgrade") {
 		t.Fatalf("a second upgrade in the same boot: status %d\n%s", code, out)
 	}
 	run("y\n", "execute reboot")
@@ -361,20 +371,9 @@ func TestQEMUBootMailRebootUpgrade(t *testing.T) {
 
 	// An upgrade whose appliance never comes up (it cannot listen on its
 	// SSH port) is abandoned: the machine returns to the version before.
-	up, code = c.Run(pw, "y\n", "admin@127.0.0.1", "execute restore image "+fmt.Sprintf("http://%s/%s", hostAddr, "broken/"+filepath.Base(broken.Upgrade)))
-	if code != 0 || !strings.Contains(up, "Firmware v0.0.0-test-broken installed") {
-		t.Fatalf("broken upgrade: status %d\n%s", code, up)
-	}
+	upgrade("broken/"+filepath.Base(broken.Upgrade), "v0.0.0-test-broken")
 	v.waitConsole("did not become ready within 30s; rebooting into the previous version", 1, 6*time.Minute)
 	v.waitConsole("mailgate v0.0.0-test-b (", 3, 6*time.Minute)
 	v.waitSSH(c.Port, 2*time.Minute)
-	status = run("", "get system status")
-	for _, want := range []string{"mailgate v0.0.0-test-b", "root partition 3; upgrades go to partition 2"} {
-		if !strings.Contains(status, want) {
-			t.Fatalf("status after the abandoned upgrade lacks %q:\n%s", want, status)
-		}
-	}
-	if got := run("", "show full-configuration"); got != config {
-		t.Fatalf("configuration changed across the abandoned upgrade:\n%s", got)
-	}
+	expect("after the abandoned upgrade", "mailgate v0.0.0-test-b", "root partition 3; upgrades go to partition 2")
 }

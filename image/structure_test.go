@@ -669,20 +669,28 @@ func checkPerm(t *testing.T, res *Result, p4 disk.Partition) {
 	}
 }
 
+// buildChecked builds target with the tools the structure tests use and
+// checks its partition table.
+func buildChecked(t *testing.T, target, version string) (*Result, []disk.Partition) {
+	t.Helper()
+	needTools(t, "sfdisk", "sgdisk", "mdir", "mtype", "fsck.vfat", "unsquashfs", "e2fsck", "dumpe2fs", "debugfs", "file")
+	res := buildTest(t, target, version, t.TempDir())
+	parts := checkGPT(t, Targets[target], res)
+	if t.Failed() {
+		t.FailNow()
+	}
+	return res, parts
+}
+
 // TestRaspberryPiImageStructure builds the Raspberry Pi image and checks
 // everything but booting it: the GPT and the hybrid MBR the Pi firmware
 // reads, the boot partition's firmware, device trees, overlays,
 // config.txt and cmdline.txt, the root file system's contents, the
 // upgrade file and the empty /perm.
 func TestRaspberryPiImageStructure(t *testing.T) {
-	needTools(t, "sfdisk", "sgdisk", "mdir", "mtype", "fsck.vfat", "unsquashfs", "e2fsck", "dumpe2fs", "debugfs", "file")
 	const version = "v0.0.0-test-rpi"
 	tg := Targets["rpi"]
-	res := buildTest(t, "rpi", version, t.TempDir())
-	parts := checkGPT(t, tg, res)
-	if t.Failed() {
-		t.FailNow()
-	}
+	res, parts := buildChecked(t, "rpi", version)
 
 	t.Run("boot", func(t *testing.T) {
 		fat := openBootFAT(t, res, parts[0])
@@ -748,14 +756,9 @@ func extentsOf(img string, p disk.Partition, name string) (off, n int64, err err
 // cmdline.txt, both rewritable in place by gokrazy), the root file system,
 // the upgrade file and /perm.
 func TestImageLayout(t *testing.T) {
-	needTools(t, "sfdisk", "sgdisk", "mdir", "mtype", "fsck.vfat", "unsquashfs", "e2fsck", "dumpe2fs", "debugfs", "file")
 	const version = "v0.0.0-test-amd64"
 	tg := Targets["amd64"]
-	res := buildTest(t, "amd64", version, t.TempDir())
-	parts := checkGPT(t, tg, res)
-	if t.Failed() {
-		t.FailNow()
-	}
+	res, parts := buildChecked(t, "amd64", version)
 
 	t.Run("boot", func(t *testing.T) {
 		fat := openBootFAT(t, res, parts[0])
