@@ -67,7 +67,7 @@ func benchDeliver(b *testing.B, useTLS bool) {
 			b.Fatalf("%+v", r)
 		}
 	}
-	self, sink := selfCPU()-self0, postfixCPU()-sink0
+	self, sink := selfCPU()-self0, cpuSince(sink0, postfixCPU())
 	b.ReportMetric(float64(self.Microseconds())/float64(b.N), "cpu-µs/op")
 	b.ReportMetric(float64(sink.Microseconds())/float64(b.N), "sink-cpu-µs/op")
 }
@@ -79,12 +79,12 @@ func selfCPU() time.Duration {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
-// postfixCPU is the CPU time of the running Postfix processes and
-// smtp-sink (the sinks' side of a benchmark).
-func postfixCPU() time.Duration {
+// postfixCPU is the CPU time of each running Postfix process and
+// smtp-sink (the sinks' side of a benchmark), by process ID.
+func postfixCPU() map[string]time.Duration {
 	names := map[string]bool{"smtpd": true, "smtp-sink": true, "master": true, "tlsmgr": true, "anvil": true, "proxymap": true}
 	dirs, _ := os.ReadDir("/proc")
-	var ticks int64
+	out := map[string]time.Duration{}
 	for _, d := range dirs {
 		if _, err := strconv.Atoi(d.Name()); err != nil {
 			continue
@@ -103,7 +103,17 @@ func postfixCPU() time.Duration {
 		}
 		u, _ := strconv.ParseInt(f[11], 10, 64)
 		s, _ := strconv.ParseInt(f[12], 10, 64)
-		ticks += u + s
+		out[d.Name()] = time.Duration(u+s) * time.Second / 100 // USER_HZ
 	}
-	return time.Duration(ticks) * time.Second / 100 // USER_HZ
+	return out
+}
+
+// cpuSince is the CPU time the processes of now used since before (those
+// that ran throughout, or started since).
+func cpuSince(before, now map[string]time.Duration) time.Duration {
+	var d time.Duration
+	for pid, t := range now {
+		d += t - before[pid]
+	}
+	return d
 }
