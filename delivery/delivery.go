@@ -498,11 +498,7 @@ type verdict struct {
 // profiles, the server's size limit and SMTPUTF8.
 func (st *run) screen(s *session, plans []rcptPlan, a *attemptLog, relay string) (send []int, verdicts []verdict, tlsDesc string, needUTF8 bool) {
 	job := st.job
-	var info *policy.TLSInfo
-	if s.c.tls != nil {
-		info = policy.Info(s.c.tls, s.verified)
-		tlsDesc = policy.VersionName(s.c.tls.Version) + " " + tls.CipherSuiteName(s.c.tls.CipherSuite)
-	}
+	info, tlsDesc := s.tlsState()
 	// TLS requirements of the recipients' profiles.
 	for _, pl := range plans {
 		if st.done[pl.i] || a.decided[pl.i] {
@@ -876,19 +872,12 @@ func (a *attemptLog) line() string {
 	var b strings.Builder
 	switch {
 	case a.s != nil && a.s.c.tls != nil:
-		cs := a.s.c.tls
 		prefix := "STARTTLS=client"
 		if a.s.key.implicit {
 			prefix = "SMTPS=client"
 		}
-		verify := "FAIL"
-		if a.s.verified {
-			verify = "OK"
-		} else if len(cs.PeerCertificates) == 0 {
-			verify = "NONE"
-		}
-		fmt.Fprintf(&b, "%s, relay=%s, version=%s, verify=%s, cipher=%s, bits=%d", prefix, a.relay,
-			policy.VersionName(cs.Version), verify, tls.CipherSuiteName(cs.CipherSuite), policy.CipherBits(cs.CipherSuite))
+		a.s.tlsState()
+		b.WriteString(prefix + ", relay=" + a.relay + ", " + a.s.tlsLog)
 	case a.s != nil:
 		fmt.Fprintf(&b, "relay=%s, tls=none (reason: %s)", a.relay, a.s.plainWhy)
 	case a.tlsFailed != "":

@@ -11,6 +11,7 @@ import (
 	"net/textproto"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/emersion/go-sasl"
@@ -415,7 +416,10 @@ func (c *conn) transaction(from string, rcpts []string, size int64, smtputf8, rs
 	}
 	defer body.Close()
 	w := c.tp.DotWriter()
-	if _, err := io.Copy(w, deadlineReader{body, c}); err != nil {
+	buf := copyBufs.Get().(*[32 << 10]byte)
+	_, err = io.CopyBuffer(w, deadlineReader{body, c}, buf[:])
+	copyBufs.Put(buf)
+	if err != nil {
 		return fail("message body", err)
 	}
 	if err := w.Close(); err != nil {
@@ -443,6 +447,10 @@ func firstBroken(tx txResult) string {
 	}
 	return "421"
 }
+
+// copyBufs are the buffers messages are copied through to the server
+// (io.Copy would allocate 32 KiB per message).
+var copyBufs = sync.Pool{New: func() any { return new([32 << 10]byte) }}
 
 // deadlineReader extends the write deadline while the message streams.
 type deadlineReader struct {
