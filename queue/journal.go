@@ -40,8 +40,12 @@ const (
 	// is filled with zeros. Records then overwrite blocks that exist, so
 	// that fdatasync writes data only; an append that grows the file also
 	// commits the file system's journal (on ext4 about a third more CPU
-	// and latency per sync).
-	preallocChunk = 1 << 20
+	// and latency per sync). The zeros are written to disk too, so this
+	// pays only when many commits share a chunk: small messages. The
+	// journal preallocates while the last preallocChunk bytes of records
+	// took at least preallocMinCommits commits.
+	preallocChunk      = 1 << 20
+	preallocMinCommits = 32
 )
 
 // zeros is what segments are preallocated with.
@@ -190,36 +194,40 @@ type journal struct {
 	segMax int64
 	linger time.Duration
 
-	mu         sync.Mutex
-	cur        *segFile
-	off        int64
-	prealloc   int64      // cur holds zeros written by us from off up to here
-	noPrealloc bool       // preallocating cur failed (disk full): plain appends
-	curDirty   bool       // cur has unsynced records
-	broken     bool       // a write or sync failed: rotate before the next write
-	dirty      []*segFile // rotated segments with unsynced records
-	dirDirty   bool       // a segment was created since the last directory sync
-	pending    []*waiter  // written, not yet committed, in journal order
-	spare      []*waiter  // recycled slice for pending
-	writing    int        // Enqueue calls preparing a record
-	appends    uint64     // records written so far
-	lingerTo   uint64     // while lingering: the appends count waited for
-	stopping   bool
-	kick       chan struct{}
-	arrived    chan struct{}
-	stopCh     chan struct{}
-	done       chan struct{}
+	mu          sync.Mutex
+	cur         *segFile
+	off         int64
+	prealloc    int64      // cur holds zeros written by us from off up to here
+	noPrealloc  bool       // preallocating cur failed (disk full): plain appends
+	usePrealloc bool       // the recent records were small enough
+	window      int64      // offset where the current measure of commits began
+	commits     int        // commits since window
+	curDirty    bool       // cur has unsynced records
+	broken      bool       // a write or sync failed: rotate before the next write
+	dirty       []*segFile // rotated segments with unsynced records
+	dirDirty    bool       // a segment was created since the last directory sync
+	pending     []*waiter  // written, not yet committed, in journal order
+	spare       []*waiter  // recycled slice for pending
+	writing     int        // Enqueue calls preparing a record
+	appends     uint64     // records written so far
+	lingerTo    uint64     // while lingering: the appends count waited for
+	stopping    bool
+	kick        chan struct{}
+	arrived     chan struct{}
+	stopCh      chan struct{}
+	done        chan struct{}
 }
 
 func newJournal(q *Queue) *journal {
 	return &journal{
-		q:       q,
-		segMax:  defaultSegMax,
-		linger:  lingerMax,
-		kick:    make(chan struct{}, 1),
-		arrived: make(chan struct{}, 1),
-		stopCh:  make(chan struct{}),
-		done:    make(chan struct{}),
+		usePrealloc: true,
+		q:           q,
+		segMax:      defaultSegMax,
+		linger:      lingerMax,
+		kick:        make(chan struct{}, 1),
+		arrived:     make(chan struct{}, 1),
+		stopCh:      make(chan struct{}),
+		done:        make(chan struct{}),
 	}
 }
 
@@ -261,7 +269,7 @@ func (j *journal) rotate() error {
 		}
 	}
 	j.cur, j.off, j.curDirty, j.broken, j.dirDirty = s, 0, false, false, true
-	j.prealloc, j.noPrealloc = 0, false
+	j.prealloc, j.noPrealloc, j.window = 0, false, 0
 	return nil
 }
 
@@ -318,7 +326,15 @@ func (j *journal) append(r *record, announced bool) (*waiter, error) {
 			return nil, diskErr(err)
 		}
 	}
-	j.preallocate(j.off + int64(len(r.b)))
+	if end := j.off + int64(len(r.b)); end > j.prealloc {
+		if j.off-j.window >= preallocChunk {
+			j.usePrealloc = j.commits >= preallocMinCommits
+			j.window, j.commits = j.off, 0
+		}
+		if j.usePrealloc {
+			j.preallocate(end)
+		}
+	}
 	if _, err := j.cur.f.WriteAt(r.b, j.off); err != nil {
 		// Take back what may have been written; rotate when that fails.
 		if terr := j.cur.f.Truncate(j.off); terr != nil {
@@ -426,6 +442,7 @@ func (j *journal) run() {
 			}
 			j.mu.Lock()
 			j.spare = batch[:0]
+			j.commits++
 			j.mu.Unlock()
 		}
 	}
