@@ -495,7 +495,7 @@ func TestReuseStaleConnection(t *testing.T) {
 	}
 
 	// A next hop with a short idle timeout: 421, then it closes.
-	srv = startAuthServer(t, "", "", nil, func(s *smtp.Server) { s.ReadTimeout = 300 * time.Millisecond })
+	srv = startAuthServer(t, "", "", nil, func(s *smtp.Server) { s.ReadTimeout = time.Second })
 	host, portStr, _ = net.SplitHostPort(srv.addr)
 	port, _ = strconv.Atoi(portStr)
 	cfg = config.New()
@@ -506,7 +506,7 @@ func TestReuseStaleConnection(t *testing.T) {
 	if n := srv.accepted(); n != 1 {
 		t.Fatalf("%d connections for two messages, want 1", n)
 	}
-	time.Sleep(600 * time.Millisecond)
+	time.Sleep(1500 * time.Millisecond)
 	send("idle-3")
 	if n := srv.accepted(); n != 2 {
 		t.Fatalf("%d connections after an idle timeout, want 2", n)
