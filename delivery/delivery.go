@@ -395,52 +395,111 @@ func (st *run) attempt(h hop, ip netip.Addr) {
 	a := &attemptLog{relay: relay, rcpts: job.Rcpts, decided: map[int]bool{}}
 	defer func() { st.log(a.line()) }()
 
-	// A pooled session, checked with RSET.
+	// A pooled session. RSET checks that it is still alive: it goes out
+	// ahead of the transaction in the same write when nothing is to be
+	// decided before (the usual case), else on its own first.
 	s := d.pool.get(key)
+	pooled := false
 	if s != nil {
 		c := s.c
 		c.release = context.AfterFunc(st.ctx, func() { c.raw.Close() })
-		switch {
-		case anyRequired && c.tls == nil:
+		if anyRequired && c.tls == nil {
 			go c.quit() // healthy, but in plain text
 			s = nil
-		case c.reset() != nil:
-			c.close()
-			s = nil
+		} else {
+			pooled = true
 		}
 	}
-	if s == nil {
-		var fail *queue.Result
-		s, fail = st.connect(h, ap, key, relay, wantTLS, plainWhy, plans, fallback, a)
-		if fail != nil {
-			for _, pl := range plans {
-				if !st.done[pl.i] && !a.decided[pl.i] {
-					st.deferTo(pl.i, *fail)
-					a.add(pl.i, st.res[pl.i])
+	for {
+		if s == nil {
+			var fail *queue.Result
+			s, fail = st.connect(h, ap, key, relay, wantTLS, plainWhy, plans, fallback, a)
+			if fail != nil {
+				for _, pl := range plans {
+					if !st.done[pl.i] && !a.decided[pl.i] {
+						st.deferTo(pl.i, *fail)
+						a.add(pl.i, st.res[pl.i])
+					}
 				}
+				return
 			}
+			if s == nil {
+				return // every recipient was decided in the TLS phase
+			}
+		}
+		send, verdicts, tlsDesc, needUTF8 := st.screen(s, plans, a, relay)
+		if pooled && len(verdicts) > 0 {
+			pooled = false
+			if s.c.reset() != nil {
+				s.c.close()
+				s = nil
+				continue
+			}
+		}
+		release := func() {
+			if s.c.release != nil && !s.c.release() {
+				s.c.broken = true // the context closed the connection
+			}
+			s.c.release = nil
+		}
+		a.setSession(s)
+		for _, v := range verdicts {
+			if v.final {
+				st.finish(v.i, v.r)
+			} else {
+				st.deferTo(v.i, v.r)
+			}
+			a.add(v.i, v.r)
+		}
+		if len(send) == 0 {
+			release()
+			d.pool.put(s)
 			return
 		}
-		if s == nil {
-			return // every recipient was decided in the TLS phase
+		rcpts := make([]string, len(send))
+		for k, i := range send {
+			rcpts[k] = job.Rcpts[i]
 		}
-	}
-	release := func() {
-		if s.c.release != nil && !s.c.release() {
-			s.c.broken = true // the context closed the connection
+		s.uses++
+		tx := s.c.transaction(job.From, rcpts, job.Size, needUTF8, pooled, job.Open)
+		release()
+		if tx.stale {
+			s.c.close()
+			s, pooled = nil, false
+			continue
 		}
-		s.c.release = nil
+		for k, i := range send {
+			r := st.txResult(tx, k, relay, tlsDesc)
+			if tx.err != nil && !tx.committed && tx.stage != "message open" {
+				st.deferTo(i, r) // the server took nothing: another hop may
+			} else {
+				st.finish(i, r)
+			}
+			a.add(i, st.res[i])
+		}
+		if s.c.broken {
+			s.c.close()
+			return
+		}
+		d.pool.put(s)
+		return
 	}
+}
 
-	a.setSession(s)
-	tlsDesc := ""
-	var info *policy.TLSInfo
-	if s.c.tls != nil {
-		info = policy.Info(s.c.tls, s.verified)
-		tlsDesc = policy.VersionName(s.c.tls.Version) + " " + tls.CipherSuiteName(s.c.tls.CipherSuite)
-	}
+// verdict is a recipient decided before its transaction.
+type verdict struct {
+	i     int
+	r     queue.Result
+	final bool // finish, else defer
+}
+
+// screen decides, without recording anything, which of the pending
+// recipients go into a transaction on s: the TLS requirements of their
+// profiles, the server's size limit and SMTPUTF8.
+func (st *run) screen(s *session, plans []rcptPlan, a *attemptLog, relay string) (send []int, verdicts []verdict, tlsDesc string, needUTF8 bool) {
+	job := st.job
+	info, tlsDesc := s.tlsState()
 	// TLS requirements of the recipients' profiles.
-	var send []int
 	for _, pl := range plans {
 		if st.done[pl.i] || a.decided[pl.i] {
 			continue
@@ -456,20 +515,16 @@ func (st *run) attempt(h hop, ip netip.Addr) {
 			r := queue.Result{Code: f.Code, Enhanced: f.Enhanced, Text: text, Host: relay, TLS: tlsDesc}
 			if f.Temp {
 				r.Status = queue.TempFail
-				st.deferTo(pl.i, r)
 			} else {
 				r.Status = queue.PermFail
-				st.finish(pl.i, r)
 			}
-			a.add(pl.i, r)
+			verdicts = append(verdicts, verdict{i: pl.i, r: r, final: !f.Temp})
 			continue
 		}
 		send = append(send, pl.i)
 	}
 	if len(send) == 0 {
-		release()
-		d.pool.put(s)
-		return
+		return nil, verdicts, tlsDesc, false
 	}
 
 	// Size and SMTPUTF8 limits of the server.
@@ -477,14 +532,11 @@ func (st *run) attempt(h hop, ip netip.Addr) {
 		r := queue.Result{Status: queue.PermFail, Code: 552, Enhanced: "5.3.4", Host: relay, TLS: tlsDesc,
 			Text: fmt.Sprintf("message size %d exceeds the limit of %d bytes of %s", job.Size, limit, relay)}
 		for _, i := range send {
-			st.finish(i, r)
-			a.add(i, r)
+			verdicts = append(verdicts, verdict{i: i, r: r, final: true})
 		}
-		release()
-		d.pool.put(s)
-		return
+		return nil, verdicts, tlsDesc, false
 	}
-	needUTF8 := !isASCII(job.From)
+	needUTF8 = !isASCII(job.From)
 	for _, i := range send {
 		needUTF8 = needUTF8 || !isASCII(job.Rcpts[i])
 	}
@@ -492,35 +544,11 @@ func (st *run) attempt(h hop, ip netip.Addr) {
 		r := queue.Result{Status: queue.PermFail, Code: 553, Enhanced: "5.6.7", Host: relay, TLS: tlsDesc,
 			Text: relay + " does not support SMTPUTF8 for internationalized addresses"}
 		for _, i := range send {
-			st.finish(i, r)
-			a.add(i, r)
+			verdicts = append(verdicts, verdict{i: i, r: r, final: true})
 		}
-		release()
-		d.pool.put(s)
-		return
+		return nil, verdicts, tlsDesc, false
 	}
-
-	rcpts := make([]string, len(send))
-	for k, i := range send {
-		rcpts[k] = job.Rcpts[i]
-	}
-	s.uses++
-	tx := s.c.transaction(job.From, rcpts, job.Size, needUTF8, job.Open)
-	release()
-	for k, i := range send {
-		r := st.txResult(tx, k, relay, tlsDesc)
-		if tx.err != nil && !tx.committed && tx.stage != "message open" {
-			st.deferTo(i, r) // the server took nothing: another hop may
-		} else {
-			st.finish(i, r)
-		}
-		a.add(i, st.res[i])
-	}
-	if s.c.broken {
-		s.c.close()
-		return
-	}
-	d.pool.put(s)
+	return send, verdicts, tlsDesc, needUTF8
 }
 
 // txResult maps a transaction's replies to the result of recipient k.
@@ -844,19 +872,12 @@ func (a *attemptLog) line() string {
 	var b strings.Builder
 	switch {
 	case a.s != nil && a.s.c.tls != nil:
-		cs := a.s.c.tls
 		prefix := "STARTTLS=client"
 		if a.s.key.implicit {
 			prefix = "SMTPS=client"
 		}
-		verify := "FAIL"
-		if a.s.verified {
-			verify = "OK"
-		} else if len(cs.PeerCertificates) == 0 {
-			verify = "NONE"
-		}
-		fmt.Fprintf(&b, "%s, relay=%s, version=%s, verify=%s, cipher=%s, bits=%d", prefix, a.relay,
-			policy.VersionName(cs.Version), verify, tls.CipherSuiteName(cs.CipherSuite), policy.CipherBits(cs.CipherSuite))
+		a.s.tlsState()
+		b.WriteString(prefix + ", relay=" + a.relay + ", " + a.s.tlsLog)
 	case a.s != nil:
 		fmt.Fprintf(&b, "relay=%s, tls=none (reason: %s)", a.relay, a.s.plainWhy)
 	case a.tlsFailed != "":

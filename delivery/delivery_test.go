@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"strconv"
@@ -279,7 +280,41 @@ type authServer struct {
 	pass   string
 	mu     sync.Mutex
 	got    []gotMessage
+	conns  []net.Conn // accepted connections
 	server *smtp.Server
+}
+
+// trackListener records the connections it accepts.
+type trackListener struct {
+	net.Listener
+	a *authServer
+}
+
+func (l trackListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err == nil {
+		l.a.mu.Lock()
+		l.a.conns = append(l.a.conns, c)
+		l.a.mu.Unlock()
+	}
+	return c, err
+}
+
+// dropConnections closes every connection accepted so far, under the
+// SMTP server's feet; it returns how many there were.
+func (a *authServer) dropConnections() int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for _, c := range a.conns {
+		c.Close()
+	}
+	return len(a.conns)
+}
+
+func (a *authServer) accepted() int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return len(a.conns)
 }
 
 type gotMessage struct {
@@ -337,7 +372,7 @@ func (s *authSession) Data(r io.Reader) error {
 func (s *authSession) Reset()        { s.msg = gotMessage{} }
 func (s *authSession) Logout() error { return nil }
 
-func startAuthServer(t *testing.T, user, pass string, tlsConf *tls.Config) *authServer {
+func startAuthServer(t *testing.T, user, pass string, tlsConf *tls.Config, mod ...func(*smtp.Server)) *authServer {
 	t.Helper()
 	a := &authServer{user: user, pass: pass}
 	a.server = smtp.NewServer(smtp.BackendFunc(func(c *smtp.Conn) (smtp.Session, error) {
@@ -346,6 +381,9 @@ func startAuthServer(t *testing.T, user, pass string, tlsConf *tls.Config) *auth
 	a.server.Domain = "relay.test"
 	a.server.AllowInsecureAuth = true
 	a.server.ReadTimeout, a.server.WriteTimeout = 10*time.Second, 10*time.Second
+	for _, m := range mod {
+		m(a.server)
+	}
 	var ln net.Listener
 	var err error
 	if tlsConf != nil {
@@ -357,7 +395,7 @@ func startAuthServer(t *testing.T, user, pass string, tlsConf *tls.Config) *auth
 		t.Fatal(err)
 	}
 	a.addr = ln.Addr().String()
-	go a.server.Serve(ln)
+	go a.server.Serve(trackListener{ln, a})
 	t.Cleanup(func() { a.server.Close() })
 	return a
 }
@@ -413,6 +451,68 @@ func TestRelayServerAuth(t *testing.T) {
 	}
 	if !strings.Contains(logs2.last(), "status=deferred (451 4.7.0 authentication to") {
 		t.Fatalf("log %q", logs2.last())
+	}
+}
+
+// A pooled connection that the next hop has closed meanwhile (silently,
+// or with a 421 after its idle timeout) is replaced by a new one within
+// the same attempt: the message is delivered, not deferred.
+func TestReuseStaleConnection(t *testing.T) {
+	f := peers(t)
+	srv := startAuthServer(t, "", "", nil)
+	host, portStr, _ := net.SplitHostPort(srv.addr)
+	port, _ := strconv.Atoi(portStr)
+	cfg := config.New()
+	cfg.Mailsetting.RelayServer = []config.RelayServer{{Name: "smarthost", Server: host, Port: port}}
+	d, logs := newDeliverer(t, f, cfg, nil)
+	send := func(token string) {
+		t.Helper()
+		r := deliver(t, d, newJob(token, "s@mailgate.test", "far-away.example", "u@far-away.example"))[0]
+		want(t, r, queue.Delivered, 250, "2.0.0", "")
+		if n := len(logs.all()); n != 1 || !strings.Contains(logs.last(), "status=sent (250") {
+			t.Fatalf("log %q", logs.all())
+		}
+		logs.reset()
+	}
+	send("stale-1")
+	send("stale-2")
+	if n := srv.accepted(); n != 1 {
+		t.Fatalf("%d connections for two messages, want 1", n)
+	}
+	srv.dropConnections()
+	send("stale-3")
+	if n := srv.accepted(); n != 2 {
+		t.Fatalf("%d connections after the first was dropped, want 2", n)
+	}
+	got := srv.messages()
+	if len(got) != 3 {
+		t.Fatalf("relay received %d messages, want 3", len(got))
+	}
+	for i, m := range got {
+		if !strings.Contains(m.data, fmt.Sprintf("stale-%d", i+1)) || len(m.rcpts) != 1 {
+			t.Fatalf("message %d: %+v", i+1, m)
+		}
+	}
+
+	// A next hop with a short idle timeout: 421, then it closes.
+	srv = startAuthServer(t, "", "", nil, func(s *smtp.Server) { s.ReadTimeout = time.Second })
+	host, portStr, _ = net.SplitHostPort(srv.addr)
+	port, _ = strconv.Atoi(portStr)
+	cfg = config.New()
+	cfg.Mailsetting.RelayServer = []config.RelayServer{{Name: "smarthost", Server: host, Port: port}}
+	d, logs = newDeliverer(t, f, cfg, nil)
+	send("idle-1")
+	send("idle-2")
+	if n := srv.accepted(); n != 1 {
+		t.Fatalf("%d connections for two messages, want 1", n)
+	}
+	time.Sleep(1500 * time.Millisecond)
+	send("idle-3")
+	if n := srv.accepted(); n != 2 {
+		t.Fatalf("%d connections after an idle timeout, want 2", n)
+	}
+	if got := srv.messages(); len(got) != 3 || !strings.Contains(got[2].data, "idle-3") {
+		t.Fatalf("relay received %+v", got)
 	}
 }
 

@@ -58,7 +58,7 @@ func TestMain(m *testing.M) {
 
 // peers starts the shared peers on first use; a missing Postfix fails
 // the test.
-func peers(t *testing.T) *fixture {
+func peers(t testing.TB) *fixture {
 	t.Helper()
 	fxOnce.Do(func() { fx, fxErr = startFixture() })
 	if fxErr != nil {
@@ -190,7 +190,7 @@ func (l *logLines) reset() {
 // newDeliverer returns a deliverer for cfg that resolves with the test DNS
 // server, trusts roots (nil: the test CA) and delivers MX mail to the
 // shared port.
-func newDeliverer(t *testing.T, f *fixture, cfg *config.Config, roots *x509.CertPool, mod ...func(*Options)) (*Deliverer, *logLines) {
+func newDeliverer(t testing.TB, f *fixture, cfg *config.Config, roots *x509.CertPool, mod ...func(*Options)) (*Deliverer, *logLines) {
 	t.Helper()
 	if roots == nil {
 		roots = f.ca.Pool()

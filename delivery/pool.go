@@ -1,9 +1,13 @@
 package delivery
 
 import (
+	"crypto/tls"
+	"fmt"
 	"net/netip"
 	"sync"
 	"time"
+
+	"mailgate/policy"
 )
 
 // poolKey identifies sessions that are interchangeable: same next hop and
@@ -28,6 +32,34 @@ type session struct {
 	verifyErr error
 	created   time.Time
 	uses      int
+
+	// The TLS state as the policy and the logs want it, worked out once
+	// per connection.
+	tlsInfo *policy.TLSInfo
+	tlsDesc string // "TLSv1.3 TLS_AES_128_GCM_SHA256"
+	tlsLog  string // "version=TLSv1.3, verify=OK, cipher=TLS_AES_128_GCM_SHA256, bits=128"
+}
+
+// tlsState returns the session's TLS state for the policy and its short
+// description; nil and "" in plain text.
+func (s *session) tlsState() (*policy.TLSInfo, string) {
+	cs := s.c.tls
+	if cs == nil {
+		return nil, ""
+	}
+	if s.tlsDesc == "" {
+		s.tlsInfo = policy.Info(cs, s.verified)
+		s.tlsDesc = policy.VersionName(cs.Version) + " " + tls.CipherSuiteName(cs.CipherSuite)
+		verify := "FAIL"
+		if s.verified {
+			verify = "OK"
+		} else if len(cs.PeerCertificates) == 0 {
+			verify = "NONE"
+		}
+		s.tlsLog = fmt.Sprintf("version=%s, verify=%s, cipher=%s, bits=%d",
+			policy.VersionName(cs.Version), verify, tls.CipherSuiteName(cs.CipherSuite), policy.CipherBits(cs.CipherSuite))
+	}
+	return s.tlsInfo, s.tlsDesc
 }
 
 // Connection reuse limits.

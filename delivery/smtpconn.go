@@ -11,6 +11,7 @@ import (
 	"net/textproto"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/emersion/go-sasl"
@@ -282,13 +283,17 @@ type txResult struct {
 	rcpt      []reply // per recipient; Code 0 when not sent
 	data      reply   // reply to DATA when not 354, else the final reply
 	committed bool    // the end of data was sent: a lost reply may mean a duplicate
+	stale     bool    // the RSET ahead of the transaction failed: nothing was done, the connection is unusable
 	err       error   // I/O or protocol error
 	stage     string  // where err happened
 }
 
-// transaction runs MAIL, RCPT (pipelined when offered), DATA and the
-// message; rcpt replies are per recipient.
-func (c *conn) transaction(from string, rcpts []string, size int64, smtputf8 bool, open func() (io.ReadCloser, error)) (tx txResult) {
+// transaction runs MAIL, RCPT and DATA, then the message; rcpt replies are
+// per recipient. When the server offers PIPELINING, MAIL, every RCPT and
+// DATA go out in one write (RFC 2920), preceded by RSET when rset is set
+// (a reused connection): a failed RSET then marks the result stale, and
+// nothing of the transaction counts.
+func (c *conn) transaction(from string, rcpts []string, size int64, smtputf8, rset bool, open func() (io.ReadCloser, error)) (tx txResult) {
 	tx.rcpt = make([]reply, len(rcpts))
 	params := ""
 	if size > 0 && c.has("SIZE") {
@@ -302,7 +307,22 @@ func (c *conn) transaction(from string, rcpts []string, size int64, smtputf8 boo
 		tx.stage, tx.err = stage, err
 		return tx
 	}
+	stale := func(err error) txResult {
+		tx.stale = true
+		return fail("RSET", err)
+	}
 	pipelining := c.has("PIPELINING")
+	if rset && !pipelining {
+		if err := c.reset(); err != nil {
+			return stale(err)
+		}
+		rset = false
+	}
+	if rset {
+		if err := c.send("RSET"); err != nil {
+			return stale(err)
+		}
+	}
 	if err := c.send("MAIL FROM:<%s>%s", from, params); err != nil {
 		return fail("MAIL FROM", err)
 	}
@@ -312,9 +332,24 @@ func (c *conn) transaction(from string, rcpts []string, size int64, smtputf8 boo
 				return fail("RCPT TO", err)
 			}
 		}
+		if err := c.send("DATA"); err != nil {
+			return fail("DATA", err)
+		}
 	}
 	if err := c.flush(); err != nil {
+		if rset {
+			return stale(err)
+		}
 		return fail("MAIL FROM", err)
+	}
+	if rset {
+		r, err := c.read()
+		if err == nil && r.Code != 250 {
+			err = fmt.Errorf("RSET: %s", r)
+		}
+		if err != nil {
+			return stale(err)
+		}
 	}
 	var err error
 	if tx.mail, err = c.read(); err != nil {
@@ -343,11 +378,27 @@ func (c *conn) transaction(from string, rcpts []string, size int64, smtputf8 boo
 	if c.broken {
 		return fail("RCPT TO", fmt.Errorf("connection closed by server: %s", firstBroken(tx)))
 	}
-	if !tx.mail.ok() || accepted == 0 {
-		return tx
-	}
-	if tx.data, err = c.cmd("DATA"); err != nil {
-		return fail("DATA", err)
+	if pipelining {
+		if tx.data, err = c.read(); err != nil {
+			return fail("DATA", err)
+		}
+		if !tx.mail.ok() || accepted == 0 {
+			if tx.data.Code == 354 {
+				// DATA accepted without a recipient: drop the connection
+				// rather than send anything, so that the server discards
+				// the transaction.
+				c.broken = true
+			}
+			tx.data = reply{}
+			return tx
+		}
+	} else {
+		if !tx.mail.ok() || accepted == 0 {
+			return tx
+		}
+		if tx.data, err = c.cmd("DATA"); err != nil {
+			return fail("DATA", err)
+		}
 	}
 	if tx.data.Code != 354 {
 		if c.broken {
@@ -365,7 +416,10 @@ func (c *conn) transaction(from string, rcpts []string, size int64, smtputf8 boo
 	}
 	defer body.Close()
 	w := c.tp.DotWriter()
-	if _, err := io.Copy(w, deadlineReader{body, c}); err != nil {
+	buf := copyBufs.Get().(*[32 << 10]byte)
+	_, err = io.CopyBuffer(w, deadlineReader{body, c}, buf[:])
+	copyBufs.Put(buf)
+	if err != nil {
 		return fail("message body", err)
 	}
 	if err := w.Close(); err != nil {
@@ -393,6 +447,10 @@ func firstBroken(tx txResult) string {
 	}
 	return "421"
 }
+
+// copyBufs are the buffers messages are copied through to the server
+// (io.Copy would allocate 32 KiB per message).
+var copyBufs = sync.Pool{New: func() any { return new([32 << 10]byte) }}
 
 // deadlineReader extends the write deadline while the message streams.
 type deadlineReader struct {

@@ -35,7 +35,21 @@ const (
 	defaultSegMax = 64 << 20  // journal segment rotation size
 	inlineMax     = 512 << 10 // larger bodies get a file of their own
 	lingerMax     = time.Millisecond
+
+	// preallocChunk is how far ahead of the records the current segment
+	// is filled with zeros. Records then overwrite blocks that exist, so
+	// that fdatasync writes data only; an append that grows the file also
+	// commits the file system's journal (on ext4 about a third more CPU
+	// and latency per sync). The zeros are written to disk too, so this
+	// pays only when many commits share a chunk: small messages. The
+	// journal preallocates while the last preallocChunk bytes of records
+	// took at least preallocMinCommits commits.
+	preallocChunk      = 1 << 20
+	preallocMinCommits = 32
 )
+
+// zeros is what segments are preallocated with.
+var zeros [64 << 10]byte
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
@@ -180,34 +194,40 @@ type journal struct {
 	segMax int64
 	linger time.Duration
 
-	mu       sync.Mutex
-	cur      *segFile
-	off      int64
-	curDirty bool       // cur has unsynced records
-	broken   bool       // a write or sync failed: rotate before the next write
-	dirty    []*segFile // rotated segments with unsynced records
-	dirDirty bool       // a segment was created since the last directory sync
-	pending  []*waiter  // written, not yet committed, in journal order
-	spare    []*waiter  // recycled slice for pending
-	writing  int        // Enqueue calls preparing a record
-	appends  uint64     // records written so far
-	lingerTo uint64     // while lingering: the appends count waited for
-	stopping bool
-	kick     chan struct{}
-	arrived  chan struct{}
-	stopCh   chan struct{}
-	done     chan struct{}
+	mu          sync.Mutex
+	cur         *segFile
+	off         int64
+	prealloc    int64      // cur holds zeros written by us from off up to here
+	noPrealloc  bool       // preallocating cur failed (disk full): plain appends
+	usePrealloc bool       // the recent records were small enough
+	window      int64      // offset where the current measure of commits began
+	commits     int        // commits since window
+	curDirty    bool       // cur has unsynced records
+	broken      bool       // a write or sync failed: rotate before the next write
+	dirty       []*segFile // rotated segments with unsynced records
+	dirDirty    bool       // a segment was created since the last directory sync
+	pending     []*waiter  // written, not yet committed, in journal order
+	spare       []*waiter  // recycled slice for pending
+	writing     int        // Enqueue calls preparing a record
+	appends     uint64     // records written so far
+	lingerTo    uint64     // while lingering: the appends count waited for
+	stopping    bool
+	kick        chan struct{}
+	arrived     chan struct{}
+	stopCh      chan struct{}
+	done        chan struct{}
 }
 
 func newJournal(q *Queue) *journal {
 	return &journal{
-		q:       q,
-		segMax:  defaultSegMax,
-		linger:  lingerMax,
-		kick:    make(chan struct{}, 1),
-		arrived: make(chan struct{}, 1),
-		stopCh:  make(chan struct{}),
-		done:    make(chan struct{}),
+		usePrealloc: true,
+		q:           q,
+		segMax:      defaultSegMax,
+		linger:      lingerMax,
+		kick:        make(chan struct{}, 1),
+		arrived:     make(chan struct{}, 1),
+		stopCh:      make(chan struct{}),
+		done:        make(chan struct{}),
 	}
 }
 
@@ -242,11 +262,48 @@ func (j *journal) rotate() error {
 	if err != nil {
 		return err
 	}
-	if j.cur != nil && j.curDirty {
-		j.dirty = append(j.dirty, j.cur)
+	if j.cur != nil {
+		j.trimPrealloc()
+		if j.curDirty {
+			j.dirty = append(j.dirty, j.cur)
+		}
 	}
 	j.cur, j.off, j.curDirty, j.broken, j.dirDirty = s, 0, false, false, true
+	j.prealloc, j.noPrealloc, j.window = 0, false, 0
 	return nil
+}
+
+// preallocate makes sure that cur holds zeros up to at least end, a chunk
+// ahead. A failure (disk full) is not one of the record's: it is written
+// as a plain append, and the segment is not preallocated any further. j.mu
+// is held.
+func (j *journal) preallocate(end int64) {
+	if j.noPrealloc || end <= j.prealloc {
+		return
+	}
+	from := max(j.prealloc, j.off)
+	to := end + preallocChunk
+	for off := from; off < to; {
+		n := int(min(int64(len(zeros)), to-off))
+		if _, err := j.cur.f.WriteAt(zeros[:n], off); err != nil {
+			j.noPrealloc = true
+			j.trimPrealloc()
+			return
+		}
+		off += int64(n)
+		j.prealloc = off
+	}
+	j.curDirty = true
+}
+
+// trimPrealloc cuts cur back to its last record. j.mu is held.
+func (j *journal) trimPrealloc() {
+	if j.prealloc > j.off {
+		if j.cur.f.Truncate(j.off) == nil {
+			j.curDirty = true
+		}
+	}
+	j.prealloc = j.off
 }
 
 // append writes a sealed record and returns its waiter. announced tells
@@ -269,11 +326,21 @@ func (j *journal) append(r *record, announced bool) (*waiter, error) {
 			return nil, diskErr(err)
 		}
 	}
+	if end := j.off + int64(len(r.b)); end > j.prealloc {
+		if j.off-j.window >= preallocChunk {
+			j.usePrealloc = j.commits >= preallocMinCommits
+			j.window, j.commits = j.off, 0
+		}
+		if j.usePrealloc {
+			j.preallocate(end)
+		}
+	}
 	if _, err := j.cur.f.WriteAt(r.b, j.off); err != nil {
 		// Take back what may have been written; rotate when that fails.
 		if terr := j.cur.f.Truncate(j.off); terr != nil {
 			j.broken = true
 		}
+		j.prealloc = j.off
 		return nil, diskErr(err)
 	}
 	w := &waiter{done: make(chan error, 1)}
@@ -375,6 +442,7 @@ func (j *journal) run() {
 			}
 			j.mu.Lock()
 			j.spare = batch[:0]
+			j.commits++
 			j.mu.Unlock()
 		}
 	}
@@ -408,6 +476,16 @@ func (j *journal) close() error {
 	j.mu.Unlock()
 	close(j.stopCh)
 	<-j.done
+	// The committer has synced every record: leave the segment ending at
+	// its last one.
+	j.mu.Lock()
+	if j.cur != nil && j.prealloc > j.off {
+		j.trimPrealloc()
+		if fdatasync(j.cur.f) == nil {
+			j.curDirty = false
+		}
+	}
+	j.mu.Unlock()
 	return nil
 }
 

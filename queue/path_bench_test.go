@@ -28,6 +28,7 @@ func BenchmarkEnqueue100KiB(b *testing.B) {
 	b.SetParallelism(5) // 10 goroutines on 2 CPUs: 10 SMTP sessions
 	var mu sync.Mutex
 	var lat []time.Duration
+	cpu0 := processCPU()
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
 		var r strings.Reader
@@ -46,6 +47,7 @@ func BenchmarkEnqueue100KiB(b *testing.B) {
 		mu.Unlock()
 	})
 	b.StopTimer()
+	b.ReportMetric(float64((processCPU()-cpu0).Microseconds())/float64(b.N), "cpu-µs/msg")
 	st := q.Stats()
 	b.ReportMetric(float64(st.Enqueued)/float64(st.Commits), "msgs/commit")
 	if len(lat) > 0 {

@@ -761,6 +761,60 @@ func TestTornTailIgnored(t *testing.T) {
 	}
 }
 
+// The current segment is filled with zeros ahead of its records; a clean
+// stop cuts it back to its last record, and the zeros a killed process
+// leaves behind are not taken for a torn record.
+func TestPreallocatedSegmentTail(t *testing.T) {
+	e := newEnv(t, nil)
+	var ids []string
+	for i := 0; i < 5; i++ {
+		ids = append(ids, e.enqueue("a@local.test", []string{"b@remote.example"}, msg(fmt.Sprint(i), "body")))
+	}
+	segs := segFiles(t, e.dir, extSeg)
+	last := segs[len(segs)-1]
+	if size := fileSize(t, last); size < preallocChunk {
+		t.Fatalf("segment of %d bytes in use, want at least %d", size, preallocChunk)
+	}
+	e.q.abandon()
+	e.q = nil
+	data, err := os.ReadFile(last)
+	must(t, err)
+	if n := len(recordStarts(t, last)); n != 5 {
+		t.Fatalf("%d records after the stop, want 5", n)
+	}
+	// As kill -9 leaves it: zeros after the last record.
+	must(t, os.WriteFile(last, append(data, make([]byte, preallocChunk)...), 0o600))
+	e.open()
+	for i, id := range ids {
+		if e.body(id) != msg(fmt.Sprint(i), "body") {
+			t.Fatalf("message %d", i)
+		}
+	}
+	if ev := e.rec.eventsMatching("incomplete record"); len(ev) != 0 {
+		t.Fatalf("events %v", ev)
+	}
+	// A torn record before the zeros is still reported.
+	e = newEnv(t, nil)
+	for i := 0; i < 5; i++ {
+		e.enqueue("a@local.test", []string{"b@remote.example"}, msg(fmt.Sprint(i), "body"))
+	}
+	e.q.abandon()
+	e.q = nil
+	segs = segFiles(t, e.dir, extSeg)
+	last = segs[len(segs)-1]
+	data, err = os.ReadFile(last)
+	must(t, err)
+	data[len(data)-3] ^= 0xff
+	must(t, os.WriteFile(last, append(data, make([]byte, preallocChunk)...), 0o600))
+	e.open()
+	if l, _ := e.q.List(); len(l) != 4 {
+		t.Fatalf("%d messages, want 4", len(l))
+	}
+	if ev := e.rec.eventsMatching("incomplete record"); len(ev) != 1 {
+		t.Fatalf("events %v", ev)
+	}
+}
+
 func recordStarts(t *testing.T, path string) []int64 {
 	t.Helper()
 	data, err := os.ReadFile(path)
@@ -825,6 +879,7 @@ func BenchmarkEnqueue1KiB(b *testing.B) {
 	b.SetParallelism(5) // 10 goroutines on 2 CPUs: 10 SMTP sessions
 	var mu sync.Mutex
 	var lat []time.Duration
+	cpu0 := processCPU()
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
 		var r strings.Reader
@@ -843,6 +898,7 @@ func BenchmarkEnqueue1KiB(b *testing.B) {
 		mu.Unlock()
 	})
 	b.StopTimer()
+	b.ReportMetric(float64((processCPU()-cpu0).Microseconds())/float64(b.N), "cpu-µs/msg")
 	st := q.Stats()
 	b.ReportMetric(float64(st.Fsyncs)/float64(st.Enqueued), "fsyncs/msg")
 	b.ReportMetric(float64(st.Enqueued)/float64(st.Commits), "msgs/commit")
@@ -944,6 +1000,7 @@ func BenchmarkEnqueueAndDeliver1KiB(b *testing.B) {
 	env := Envelope{From: "a@local.test", Recipients: []string{"b@remote.example"}}
 	b.SetBytes(int64(len(body)))
 	b.SetParallelism(5)
+	cpu0 := processCPU()
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
@@ -957,7 +1014,16 @@ func BenchmarkEnqueueAndDeliver1KiB(b *testing.B) {
 		time.Sleep(time.Millisecond)
 	}
 	b.StopTimer()
+	b.ReportMetric(float64((processCPU()-cpu0).Microseconds())/float64(b.N), "cpu-µs/msg")
 	st := q.Stats()
 	b.ReportMetric(float64(st.Fsyncs)/float64(st.Enqueued), "fsyncs/msg")
 	b.ReportMetric(float64(st.Records)/float64(st.Commits), "records/commit")
+}
+
+// processCPU is the CPU time this process has used (fsync's kernel time
+// included).
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

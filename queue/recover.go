@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 
 	bolt "go.etcd.io/bbolt"
 )
@@ -71,6 +72,9 @@ func (q *Queue) recover() error {
 			}
 		})
 		switch {
+		case errors.Is(err, errTorn) && zeroFrom(s.f, end, st.Size()):
+			// The preallocated rest of a segment that was in use when the
+			// process ended: no record was cut short.
 		case errors.Is(err, errTorn):
 			q.event("warning", "mail queue: segment %s: ignored %d bytes from offset %d (an incomplete record from an interrupted write)",
 				s.name(), st.Size()-end, end)
@@ -166,4 +170,22 @@ func (q *Queue) recover() error {
 			len(q.msgs), pending, dead, replayed)
 	}
 	return nil
+}
+
+// zeroFrom reports whether r holds only zero bytes from off to size.
+func zeroFrom(r io.ReaderAt, off, size int64) bool {
+	buf := make([]byte, 64<<10)
+	for off < size {
+		n, err := r.ReadAt(buf[:min(int64(len(buf)), size-off)], off)
+		for _, c := range buf[:n] {
+			if c != 0 {
+				return false
+			}
+		}
+		off += int64(n)
+		if err != nil && off < size {
+			return false
+		}
+	}
+	return true
 }

@@ -463,7 +463,7 @@ func (s *session) Data(r io.Reader) error {
 	tx.rcpts = append([]string(nil), tx.rcpts...)
 	tx.classes = append([]string(nil), tx.classes...)
 	s.mu.Unlock()
-	sp := &spool{dir: s.srv.o.SpoolDir}
+	sp := newSpool(s.srv.o.SpoolDir)
 	defer sp.Close()
 	size, bare, err := copyMessage(sp, r, !isDATA)
 	switch {
@@ -659,6 +659,14 @@ func (s *session) received(msgID string, rcpts []string, now time.Time) string {
 // sanitize keeps printable ASCII other than parentheses and angle brackets
 // (which would change the header's structure) and limits the length.
 func sanitize(s string, max int) string {
+	clean := len(s) <= max
+	for i := 0; clean && i < len(s); i++ {
+		c := s[i]
+		clean = c > ' ' && c < 0x7f && c != '(' && c != ')' && c != '<' && c != '>' && c != ';'
+	}
+	if clean {
+		return s
+	}
 	var b strings.Builder
 	for _, c := range []byte(s) {
 		if b.Len() >= max {

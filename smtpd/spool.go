@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"io"
 	"os"
+	"sync"
 )
 
 // spoolMemory is how much of a message is kept in memory before it moves to
@@ -13,8 +14,18 @@ const spoolMemory = 1 << 20
 // spool holds a message while it is received and checked.
 type spool struct {
 	dir string
-	mem bytes.Buffer
+	mem *bytes.Buffer
 	f   *os.File
+}
+
+// spoolBufs keep the memory of small messages for the next ones.
+var spoolBufs = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+// spoolKeep is the largest buffer kept for reuse.
+const spoolKeep = 64 << 10
+
+func newSpool(dir string) *spool {
+	return &spool{dir: dir, mem: spoolBufs.Get().(*bytes.Buffer)}
 }
 
 func (s *spool) Write(p []byte) (int, error) {
@@ -27,7 +38,7 @@ func (s *spool) Write(p []byte) (int, error) {
 		if _, err := f.Write(s.mem.Bytes()); err != nil {
 			return 0, err
 		}
-		s.mem = bytes.Buffer{}
+		s.mem = new(bytes.Buffer) // the large one is not kept
 	}
 	if s.f != nil {
 		return s.f.Write(p)
@@ -46,8 +57,16 @@ func (s *spool) Reader() (io.Reader, error) {
 	return s.f, nil
 }
 
-// Close removes the temporary file, if any.
+// Close removes the temporary file, if any, and gives the memory back:
+// the spool must not be used after, nor what Reader returned.
 func (s *spool) Close() error {
+	if m := s.mem; m != nil {
+		s.mem = nil
+		if m.Cap() <= spoolKeep {
+			m.Reset()
+			spoolBufs.Put(m)
+		}
+	}
 	if s.f == nil {
 		return nil
 	}
