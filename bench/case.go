@@ -105,7 +105,7 @@ func mib(n int64) float64        { return float64(n) / (1 << 20) }
 func runCase(o options, bin, name string, c caseSpec) *caseResult {
 	r := &caseResult{system: name, c: c}
 	r.busy = waitQuiet(o.quietWait, o.log)
-	sk, err := startSink(c.tls)
+	sk, err := startSink(c.tls, o.sinkNice)
 	if err != nil {
 		r.err = "sink: " + err.Error()
 		return r

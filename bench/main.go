@@ -96,7 +96,9 @@ type options struct {
 	// to stop before it starts anyway.
 	quietWait time.Duration
 	out       string // directory for the report ("": none)
-	log       func(format string, args ...any)
+	// sinkNice is the CPU priority (nice value) of the sink processes.
+	sinkNice int
+	log      func(format string, args ...any)
 }
 
 func main() {
@@ -110,9 +112,10 @@ func main() {
 	micro := flag.String("benchtime", "", "go test -benchtime for the micro-benchmarks (default 1s; -quick 100ms; \"off\" skips them)")
 	out := flag.String("out", "bench/results", "directory for the Markdown report")
 	quietWait := flag.Duration("quiet-wait", 2*time.Minute, "before each case, wait at most this long for the machine to be idle")
+	sinkNice := flag.Int("sink-nice", 10, "nice value of the sink processes (smtp-sink and the STARTTLS sink), for both systems; 0 leaves them at normal priority")
 	flag.Parse()
 
-	o := options{mode: "full", messages: 20000, maxSend: 30 * time.Second, memory: *memory, idleConn: 1000, micro: "1s", out: *out, quietWait: *quietWait,
+	o := options{mode: "full", messages: 20000, maxSend: 30 * time.Second, memory: *memory, idleConn: 1000, micro: "1s", out: *out, quietWait: *quietWait, sinkNice: *sinkNice,
 		log: func(format string, args ...any) { fmt.Fprintf(os.Stderr, "bench: "+format+"\n", args...) }}
 	list := fullCases
 	switch {

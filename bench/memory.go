@@ -33,7 +33,7 @@ const postfixSmtpdLimit = 100
 // and samples again.
 func measureMemory(bin, name string, conns int) memResult {
 	r := memResult{system: name, wanted: conns}
-	sk, err := startSink(false)
+	sk, err := startSink(false, 0)
 	if err != nil {
 		r.err = err.Error()
 		return r
