@@ -145,7 +145,7 @@ func Start(opt Options) (*Appliance, error) {
 	})
 	if opt.Firmware != nil {
 		a.svc.Firmware = opt.Firmware
-		if err := writeNetwork(opt.DataDir, cfg); err != nil {
+		if _, err := writeNetwork(opt.DataDir, cfg); err != nil {
 			a.svc.Event(eventlog.Error, "system", "", "", err.Error())
 		}
 	}
@@ -170,7 +170,10 @@ type mailMode interface {
 func (a *Appliance) apply(c *config.Config) error {
 	var netErr error
 	if a.opt.Firmware != nil {
-		netErr = writeNetwork(a.opt.DataDir, c)
+		var changed bool
+		if changed, netErr = writeNetwork(a.opt.DataDir, c); changed {
+			a.svc.Event(eventlog.Notice, "system", "", "", "network configuration of port1 saved: it applies at the next boot (execute reboot)")
+		}
 	}
 	return errors.Join(a.applyAdmin(c), a.applyMode(c), netErr)
 }

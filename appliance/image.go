@@ -52,31 +52,33 @@ func StaticNetwork(c *config.Config) (*staticLease, error) {
 	return l, nil
 }
 
-// writeNetwork keeps the network file in line with the configuration.
-func writeNetwork(dataDir string, c *config.Config) error {
+// writeNetwork keeps the network file in line with the configuration; it
+// reports whether the file changed (the change applies at the next boot).
+func writeNetwork(dataDir string, c *config.Config) (bool, error) {
 	path := filepath.Join(dataDir, networkFile)
 	l, err := StaticNetwork(c)
 	if err != nil {
-		return err
+		return false, err
 	}
 	if l == nil {
-		if err := os.Remove(path); err != nil && !os.IsNotExist(err) {
-			return err
+		err := os.Remove(path)
+		if os.IsNotExist(err) {
+			return false, nil
 		}
-		return nil
+		return err == nil, err
 	}
 	b, err := json.Marshal(l)
 	if err != nil {
-		return err
+		return false, err
 	}
 	if old, err := os.ReadFile(path); err == nil && string(old) == string(b) {
-		return nil
+		return false, nil
 	}
 	tmp := path + ".tmp"
 	if err := os.WriteFile(tmp, b, 0o644); err != nil {
-		return err
+		return false, err
 	}
-	return os.Rename(tmp, path)
+	return true, os.Rename(tmp, path)
 }
 
 // addresses lists the global unicast addresses of the machine.

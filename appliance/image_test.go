@@ -20,8 +20,11 @@ func TestStaticNetwork(t *testing.T) {
 	c.System.Route = []config.Route{{ID: 1, Destination: "0.0.0.0/0", Gateway: "192.0.2.1"}}
 	c.System.DNS.Primary, c.System.DNS.Secondary = "192.0.2.53", "198.51.100.53"
 	dir := t.TempDir()
-	if err := writeNetwork(dir, c); err != nil {
-		t.Fatal(err)
+	if changed, err := writeNetwork(dir, c); err != nil || !changed {
+		t.Fatalf("static: changed %v, %v", changed, err)
+	}
+	if changed, err := writeNetwork(dir, c); err != nil || changed {
+		t.Fatalf("static again: changed %v, %v", changed, err)
 	}
 	b, err := os.ReadFile(filepath.Join(dir, networkFile))
 	if err != nil {
@@ -42,8 +45,8 @@ func TestStaticNetwork(t *testing.T) {
 		t.Fatalf("lease %s", b)
 	}
 	c.System.Interface[0].Mode = "dhcp"
-	if err := writeNetwork(dir, c); err != nil {
-		t.Fatal(err)
+	if changed, err := writeNetwork(dir, c); err != nil || !changed {
+		t.Fatalf("DHCP: changed %v, %v", changed, err)
 	}
 	if _, err := os.Stat(filepath.Join(dir, networkFile)); !os.IsNotExist(err) {
 		t.Fatalf("DHCP again: the static file stays (%v)", err)
