@@ -154,16 +154,23 @@ func (g *Runtime) Install(ctx context.Context, r io.Reader, progress io.Writer) 
 	if _, err := g.do(ctx, http.MethodPost, "/update/testboot", nil); err != nil {
 		return m, fmt.Errorf("arming the test boot: %w", err)
 	}
-	fmt.Fprintf(progress, "Checksum verified (sha256 %s). The next boot tries version %s and keeps it once it is up; otherwise it returns to %s.\n", sum[:16], m.Version, "the current version")
+	fmt.Fprintf(progress, "Checksum verified (sha256 %s). The next boot tries version %s and keeps it once it is up; otherwise it returns to the current version.\n", sum[:16], m.Version)
 	return m, nil
 }
 
+// verifyDevice reads the partition back from the device, not from the
+// page cache gokrazy's write left behind, and compares its checksum.
 func verifyDevice(dev string, size int64, want string) error {
 	f, err := os.Open(dev)
 	if err != nil {
 		return err
 	}
 	defer f.Close()
+	// The written pages are clean (gokrazy synced them): dropping them
+	// makes the reads below go to the disk.
+	if err := unix.Fadvise(int(f.Fd()), 0, size, unix.FADV_DONTNEED); err != nil {
+		return fmt.Errorf("reading back %s: %w", dev, err)
+	}
 	h := sha256.New()
 	if _, err := io.Copy(h, io.LimitReader(f, size)); err != nil {
 		return fmt.Errorf("reading back %s: %w", dev, err)
