@@ -176,7 +176,7 @@ func (b *builder) goBuild(ctx context.Context, pkg, dest string, ldflags ...stri
 		"-o", out, pkg}
 	cmd := exec.CommandContext(ctx, goTool(), args...)
 	cmd.Dir = b.ModuleDir
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH="+b.Target.GOARCH, "GOFLAGS=-mod=mod")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH="+b.Target.GOARCH)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	if err := cmd.Run(); err != nil {
