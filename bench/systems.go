@@ -242,7 +242,6 @@ type sink struct {
 	Addr    string
 }
 
-//
 // The sink runs at lower CPU priority (nice): it is the measuring
 // apparatus, and on a small machine the Postfix STARTTLS proxy's CPU
 // (about 2 ms per message, twice mailgate's) would otherwise be taken from
