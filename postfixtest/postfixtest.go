@@ -22,6 +22,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -496,10 +497,25 @@ func nobodyIDs() (uid, gid int, err error) {
 	return uid, gid, nil
 }
 
-// FreePort returns a TCP port that is free on host right now.
+// FreePort returns a TCP port that is free on host right now, for a
+// server another process will start on it.
 func FreePort(host string) (int, error) { return freePort(host) }
 
+// Ports below Linux's ephemeral range (32768-60999 by default): the kernel
+// never hands them out as the local port of an outgoing connection or of a
+// listener on port 0, so between this check and the server's bind only
+// another caller of FreePort can take it.
+const freePortLow, freePortHigh = 20000, 32768
+
 func freePort(host string) (int, error) {
+	for range 200 {
+		port := freePortLow + rand.IntN(freePortHigh-freePortLow)
+		ln, err := net.Listen("tcp", net.JoinHostPort(host, strconv.Itoa(port)))
+		if err == nil {
+			ln.Close()
+			return port, nil
+		}
+	}
 	ln, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
 	if err != nil {
 		return 0, err
