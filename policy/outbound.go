@@ -67,20 +67,7 @@ func PinnedVersions(c *config.Config, domain, host string) (min, max uint16, ok 
 		if !HostMatches(hp.Host, domain, host) {
 			continue
 		}
-		for _, name := range hp.SSLVersions {
-			v, known := Versions[name]
-			if !known {
-				continue
-			}
-			if !ok || v < min {
-				min = v
-			}
-			if !ok || v > max {
-				max = v
-			}
-			ok = true
-		}
-		return min, max, ok
+		return VersionRange(hp.SSLVersions)
 	}
 	return 0, 0, false
 }

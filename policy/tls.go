@@ -24,6 +24,34 @@ var Versions = map[string]uint16{
 	"tls1_2": tls.VersionTLS12, "tls1_3": tls.VersionTLS13,
 }
 
+// VersionRange returns the lowest and highest of the named TLS versions
+// (crypto/tls values); ok is false when none of the names is known.
+func VersionRange(names []string) (lo, hi uint16, ok bool) {
+	for _, name := range names {
+		v, known := Versions[name]
+		if !known {
+			continue
+		}
+		if !ok || v < lo {
+			lo = v
+		}
+		if !ok || v > hi {
+			hi = v
+		}
+		ok = true
+	}
+	return lo, hi, ok
+}
+
+// StrongSuites are the TLS 1.2 (and older) cipher suites strong-crypto
+// leaves: ECDHE key exchange with an AEAD cipher (TLS 1.3 suites are all
+// AEAD).
+var StrongSuites = []uint16{
+	tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+	tls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384, tls.TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+	tls.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256, tls.TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
+}
+
 // CheckTLS evaluates profile p against a session's TLS state (nil: plain
 // text). Levels: none and preferred accept anything; encrypt requires TLS
 // of at least min-ssl-version and, with check-encryption-strength, the

@@ -398,14 +398,6 @@ func (s *Server) derive(c *config.Config) *derived {
 	return d
 }
 
-// strongSuites are the TLS 1.2 (and older) suites left with strong-crypto:
-// ECDHE key exchange with an AEAD cipher. TLS 1.3 suites are all AEAD.
-var strongSuites = []uint16{
-	tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
-	tls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384, tls.TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
-	tls.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256, tls.TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
-}
-
 // serverTLSConfig: certificates by SNI; the versions of system global
 // ssl-versions (from the lowest to the highest listed: Go cannot leave a
 // gap); strong-crypto limits TLS 1.2 and older to ECDHE with AEAD, without
@@ -415,23 +407,13 @@ var strongSuites = []uint16{
 // against the `system certificate ca` entries.
 func serverTLSConfig(c *config.Config, certs *cert.Holder) *tls.Config {
 	g := c.System.Global
-	var lo, hi uint16
-	for _, v := range g.SSLVersions {
-		if n, ok := policy.Versions[v]; ok {
-			if lo == 0 || n < lo {
-				lo = n
-			}
-			if n > hi {
-				hi = n
-			}
-		}
-	}
-	if lo == 0 {
+	lo, hi, ok := policy.VersionRange(g.SSLVersions)
+	if !ok {
 		lo, hi = tls.VersionTLS12, tls.VersionTLS13
 	}
 	t := &tls.Config{GetCertificate: certs.GetCertificate, MinVersion: lo, MaxVersion: hi}
 	if g.StrongCrypto {
-		t.CipherSuites = strongSuites
+		t.CipherSuites = policy.StrongSuites
 	} else {
 		for _, cs := range tls.CipherSuites() {
 			t.CipherSuites = append(t.CipherSuites, cs.ID)

@@ -24,6 +24,7 @@ import (
 
 	"mailgate/admin"
 	"mailgate/config"
+	"mailgate/policy"
 )
 
 // ErrServerClosed is returned by Serve after Close.
@@ -134,27 +135,11 @@ func (s *Server) tlsConfig(*tls.ClientHelloInfo) (*tls.Config, error) {
 	return webTLSConfig(c, s.svc), nil
 }
 
-var tlsVersions = map[string]uint16{
-	"tls1_0": tls.VersionTLS10, "tls1_1": tls.VersionTLS11,
-	"tls1_2": tls.VersionTLS12, "tls1_3": tls.VersionTLS13,
-}
-
-var strongSuites = []uint16{
-	tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
-	tls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384, tls.TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
-	tls.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256, tls.TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
-}
-
 func webTLSConfig(c *config.Config, svc *admin.Service) *tls.Config {
 	g := c.System.Global
-	var lo, hi uint16
-	for _, v := range g.SSLVersions {
-		if n, ok := tlsVersions[v]; ok {
-			lo = min(max(n, tls.VersionTLS12), orMax(lo))
-			hi = max(hi, n)
-		}
-	}
-	if hi < tls.VersionTLS12 {
+	lo, hi, ok := policy.VersionRange(g.SSLVersions)
+	lo = max(lo, tls.VersionTLS12) // administration: never below TLS 1.2
+	if !ok || hi < tls.VersionTLS12 {
 		lo, hi = tls.VersionTLS12, tls.VersionTLS13
 	}
 	t := &tls.Config{
@@ -164,16 +149,9 @@ func webTLSConfig(c *config.Config, svc *admin.Service) *tls.Config {
 		NextProtos:     []string{"h2", "http/1.1"},
 	}
 	if g.StrongCrypto {
-		t.CipherSuites = strongSuites
+		t.CipherSuites = policy.StrongSuites
 	}
 	return t
-}
-
-func orMax(v uint16) uint16 {
-	if v == 0 {
-		return 0xffff
-	}
-	return v
 }
 
 // remoteIP is the client address of r (no proxy headers are trusted).
