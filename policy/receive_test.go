@@ -7,31 +7,13 @@ import (
 	"testing"
 
 	"mailgate/config"
+	"mailgate/config/configtest"
 )
 
 // cfgWith applies CLI configuration text to the factory configuration.
 func cfgWith(t testing.TB, text string) *config.Config {
 	t.Helper()
-	c := config.Factory(config.FactoryOptions{})
-	lines, err := config.Lines(text)
-	if err != nil {
-		t.Fatal(err)
-	}
-	e := config.NewEditor(c, nil)
-	for _, l := range lines {
-		res, err := e.Exec(l)
-		if err != nil {
-			t.Fatalf("%v: %v", l, err)
-		}
-		if res == config.Commit {
-			c = e.Work()
-			e.Reset(c)
-		}
-	}
-	if e.Depth() != 0 {
-		t.Fatal("configuration text ends inside a block")
-	}
-	return c
+	return configtest.Apply(t, config.Factory(config.FactoryOptions{}), text)
 }
 
 const domains = `

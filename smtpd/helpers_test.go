@@ -21,6 +21,7 @@ import (
 
 	"mailgate/cert"
 	"mailgate/config"
+	"mailgate/config/configtest"
 	"mailgate/queue"
 )
 
@@ -72,22 +73,7 @@ func testConfig(t testing.TB, text string) *config.Config {
 	if text == "" {
 		return c
 	}
-	lines, err := config.Lines(text)
-	if err != nil {
-		t.Fatal(err)
-	}
-	e := config.NewEditor(c, nil)
-	for _, l := range lines {
-		res, err := e.Exec(l)
-		if err != nil {
-			t.Fatalf("%v: %v", l, err)
-		}
-		if res == config.Commit {
-			c = e.Work()
-			e.Reset(c)
-		}
-	}
-	return c
+	return configtest.Apply(t, c, text)
 }
 
 // memQueue is an Enqueuer that keeps messages in memory.
