@@ -3,7 +3,6 @@ package queue
 import (
 	"context"
 	"io"
-	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -17,44 +16,7 @@ import (
 // BenchmarkEnqueue100KiB: 10 concurrent Enqueue calls of 100 KiB messages
 // (stored inline in the journal, fsynced before returning).
 func BenchmarkEnqueue100KiB(b *testing.B) {
-	q, err := Open(Options{Dir: b.TempDir(), Event: func(string, string) {}})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer q.Close()
-	body := msg("bench", strings.Repeat(strings.Repeat("x", 76)+"\r\n", 100<<10/78))
-	env := Envelope{From: "a@local.test", Recipients: []string{"b@remote.example"}}
-	b.SetBytes(int64(len(body)))
-	b.SetParallelism(5) // 10 goroutines on 2 CPUs: 10 SMTP sessions
-	var mu sync.Mutex
-	var lat []time.Duration
-	cpu0 := processCPU()
-	b.ResetTimer()
-	b.RunParallel(func(pb *testing.PB) {
-		var r strings.Reader
-		var mine []time.Duration
-		for pb.Next() {
-			r.Reset(body)
-			t0 := time.Now()
-			if _, err := q.Enqueue(env, &r); err != nil {
-				b.Error(err)
-				return
-			}
-			mine = append(mine, time.Since(t0))
-		}
-		mu.Lock()
-		lat = append(lat, mine...)
-		mu.Unlock()
-	})
-	b.StopTimer()
-	b.ReportMetric(float64((processCPU()-cpu0).Microseconds())/float64(b.N), "cpu-µs/msg")
-	st := q.Stats()
-	b.ReportMetric(float64(st.Enqueued)/float64(st.Commits), "msgs/commit")
-	if len(lat) > 0 {
-		slices.Sort(lat)
-		b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "p50-ms")
-		b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99-ms")
-	}
+	benchmarkEnqueue(b, msg("bench", strings.Repeat(strings.Repeat("x", 76)+"\r\n", 100<<10/78)))
 }
 
 // BenchmarkDequeue1KiB measures the way out of the queue alone: b.N
