@@ -182,3 +182,18 @@ func TestCleanFlagsAfterGokrazyEdits(t *testing.T) {
 		}
 	}
 }
+
+// One install at a time, whichever interface asks: the second is refused
+// before it reads anything.
+func TestInstallBusy(t *testing.T) {
+	g := New(t.TempDir() + "/no-gokrazy.sock")
+	g.installing.Lock()
+	defer g.installing.Unlock()
+	r := strings.NewReader("unread")
+	if _, err := g.Install(t.Context(), r, io.Discard); !errors.Is(err, ErrBusy) {
+		t.Fatalf("second install: %v, want ErrBusy", err)
+	}
+	if r.Len() != len("unread") {
+		t.Fatal("the refused install read its input")
+	}
+}
