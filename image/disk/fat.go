@@ -334,16 +334,7 @@ func putLongEntries(b []byte, name []uint16, checksum byte) int {
 		e[13] = checksum
 		chars := padded[(seq-1)*13 : seq*13]
 		for i, u := range chars {
-			var pos int
-			switch {
-			case i < 5:
-				pos = 1 + 2*i
-			case i < 11:
-				pos = 14 + 2*(i-5)
-			default:
-				pos = 28 + 2*(i-11)
-			}
-			binary.LittleEndian.PutUint16(e[pos:], u)
+			binary.LittleEndian.PutUint16(e[lfnCharOffset(i):], u)
 		}
 		off += dirEntrySize
 	}
@@ -536,3 +527,15 @@ func WriteFAT16(w io.WriterAt, offset, size int64, o FATOptions, files []File) e
 }
 
 var errNotFAT16 = errors.New("not a FAT16 file system")
+
+// lfnCharOffset is where the i-th (0..12) UTF-16 unit of a long file name
+// entry's 13 sits in the 32-byte entry: 5 at 1, 6 at 14, 2 at 28.
+func lfnCharOffset(i int) int {
+	switch {
+	case i < 5:
+		return 1 + 2*i
+	case i < 11:
+		return 14 + 2*(i-5)
+	}
+	return 28 + 2*(i-11)
+}

@@ -154,16 +154,7 @@ func findEntry(d []byte, name string) []byte {
 			}
 			chars := lfn[(seq-1)*13 : seq*13]
 			for j := range chars {
-				var pos int
-				switch {
-				case j < 5:
-					pos = 1 + 2*j
-				case j < 11:
-					pos = 14 + 2*(j-5)
-				default:
-					pos = 28 + 2*(j-11)
-				}
-				chars[j] = binary.LittleEndian.Uint16(e[pos:])
+				chars[j] = binary.LittleEndian.Uint16(e[lfnCharOffset(j):])
 			}
 			want--
 			if want == 0 {
