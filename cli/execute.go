@@ -171,8 +171,10 @@ func (s *Session) restoreFrom(con Console, first string, ask bool) error {
 	if err := config.Validate(c, s.svc.Env()); err != nil {
 		return s.fail(con, err)
 	}
-	if ask && !confirm(con, "This operation will replace the current configuration.") {
-		return nil
+	if ask {
+		if ok, err := s.confirm(con, "This operation will replace the current configuration."); !ok {
+			return err
+		}
 	}
 	if err := s.svc.Replace(s.user, "configuration restored", c); err != nil {
 		return s.fail(con, err)
@@ -234,8 +236,8 @@ func (s *Session) revRevert(con Console, args []config.Token) error {
 	if _, err := s.svc.Revision(id); err != nil {
 		return s.fail(con, &config.Error{Code: config.CodeNotFound, Msg: "entry not found", Detail: err.Error()})
 	}
-	if !confirm(con, fmt.Sprintf("This operation will replace the current configuration with revision %d.", id)) {
-		return nil
+	if ok, err := s.confirm(con, fmt.Sprintf("This operation will replace the current configuration with revision %d.", id)); !ok {
+		return err
 	}
 	if err := s.svc.Revert(s.user, id); err != nil {
 		return s.fail(con, err)
@@ -248,8 +250,8 @@ func (s *Session) factoryReset(con Console, args []config.Token) error {
 	if err := s.usage(con, args, 0, "execute factoryreset"); err != nil {
 		return err
 	}
-	if !confirm(con, "This operation will reset all settings to factory defaults!") {
-		return nil
+	if ok, err := s.confirm(con, "This operation will reset all settings to factory defaults!"); !ok {
+		return err
 	}
 	if err := s.svc.FactoryReset(s.user); err != nil {
 		return s.fail(con, err)
@@ -264,8 +266,8 @@ func (s *Session) reboot(con Console, args []config.Token) error {
 	if err := s.usage(con, args, 0, "execute reboot"); err != nil {
 		return err
 	}
-	if !confirm(con, "This operation will reboot the system !") {
-		return nil
+	if ok, err := s.confirm(con, "This operation will reboot the system !"); !ok {
+		return err
 	}
 	s.svc.Event(eventlog.Notice, "system", s.user, "", "reboot requested")
 	fmt.Fprintln(con, "The system is going down NOW !!")

@@ -29,8 +29,8 @@ func (s *Session) restoreImage(con Console, args []config.Token) error {
 	if s.svc.Firmware == nil {
 		return s.fail(con, fmt.Errorf("this appliance does not run from the mailgate image: there is no root partition to upgrade"))
 	}
-	if !confirm(con, "This operation will replace the firmware and reboot the system!") {
-		return nil
+	if ok, err := s.confirm(con, "This operation will replace the firmware and reboot the system!"); !ok {
+		return err
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), imageFetchTimeout)
 	defer cancel()

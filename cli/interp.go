@@ -138,8 +138,10 @@ func (s *Session) block(con Console, cmd string, toks []config.Token) error {
 		}
 		s.baseRev = rev
 	}
-	if cmd == "purge" && con.Interactive() && !confirm(con, "This operation will clear all table!") {
-		return nil
+	if cmd == "purge" && con.Interactive() {
+		if ok, err := s.confirm(con, "This operation will clear all table!"); !ok {
+			return err
+		}
 	}
 	toks[0].Text = cmd
 	before := s.ed.Frames()
@@ -160,9 +162,9 @@ func (s *Session) commit(con Console, before []config.Frame) error {
 	work := s.ed.Work()
 	var err error
 	if mode := work.System.Global.OperationMode; mode != base.System.Global.OperationMode {
-		if !confirm(con, "This operation will change the operation mode to "+mode+" and reset the configuration to factory defaults.") {
+		if ok, err := s.confirm(con, "This operation will change the operation mode to "+mode+" and reset the configuration to factory defaults."); !ok {
 			fmt.Fprintln(con, "Operation mode unchanged; the block was discarded.")
-			return nil
+			return err
 		}
 		err = s.svc.SwitchMode(s.user, mode, work)
 	} else {
@@ -206,15 +208,32 @@ func matchOne(word string, choices []string) (string, bool) {
 	return "", false
 }
 
-// confirm asks a y/n question; anything but y/yes is no (and so is EOF).
-func confirm(con Console, what string) bool {
+// confirm asks a y/n question. It returns true for y/yes; for n/no (and
+// at the end of the input) it returns false and a nil error, so the
+// command ends quietly. Without a PTY the answer is the next input line;
+// when that line is not an answer it is put back for the interpreter, the
+// command is not done and the error (already printed) makes a script's
+// exit status non-zero.
+func (s *Session) confirm(con Console, what string) (bool, error) {
 	fmt.Fprintln(con, what)
 	ans, err := con.ReadLine("Do you want to continue? (y/n)")
 	if err != nil {
-		return false
+		return false, nil
 	}
-	ans = strings.ToLower(strings.TrimSpace(ans))
-	return ans == "y" || ans == "yes"
+	switch strings.ToLower(strings.TrimSpace(ans)) {
+	case "y", "yes":
+		return true, nil
+	case "n", "no":
+		return false, nil
+	}
+	if con.Interactive() {
+		return false, nil
+	}
+	if u, ok := con.(interface{ Unread(string) }); ok {
+		u.Unread(ans)
+	}
+	return false, s.fail(con, &config.Error{Code: config.CodeParse, Msg: fmt.Sprintf("command parse error before '%s'", ans),
+		Detail: "the line after a command that asks must be its answer, y or n; the command was not done"})
 }
 
 // show implements `show [full-configuration] [PATH [KEY]]` and `get`.

@@ -3,6 +3,7 @@ package cli
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"strconv"
 	"strings"
@@ -21,7 +22,13 @@ type scriptConsole struct {
 }
 
 func (c *scriptConsole) Write(p []byte) (int, error) { return c.out.Write(p) }
-func (c *scriptConsole) ReadLine(string) (string, error) {
+
+// ReadLine writes a non-empty prompt to the output, as both real consoles
+// do, and returns the next queued line.
+func (c *scriptConsole) ReadLine(prompt string) (string, error) {
+	if prompt != "" {
+		fmt.Fprintln(&c.out, prompt)
+	}
 	if len(c.in) == 0 {
 		return "", io.EOF
 	}
@@ -29,6 +36,7 @@ func (c *scriptConsole) ReadLine(string) (string, error) {
 	c.in = c.in[1:]
 	return l, nil
 }
+func (c *scriptConsole) Unread(l string)                       { c.in = append([]string{l}, c.in...) }
 func (c *scriptConsole) ReadPassword(p string) (string, error) { return c.ReadLine(p) }
 func (c *scriptConsole) Interactive() bool                     { return c.interactive }
 
@@ -176,7 +184,7 @@ func TestOperationModeSwitchAsks(t *testing.T) {
 	mustRun(t, s, con, "config domain", "edit example.com", "set smtp-server 192.0.2.25", "end")
 	con.in = []string{"n"}
 	out := mustRun(t, s, con, "config system global", "set operation-mode server", "end")
-	if !strings.Contains(out, "Do you want to continue? (y/n)") && !strings.Contains(out, "reset the configuration") {
+	if !strings.Contains(out, "Do you want to continue? (y/n)") || !strings.Contains(out, "reset the configuration to factory defaults") {
 		t.Fatalf("no confirmation:\n%s", out)
 	}
 	if c, _ := svc.Config(); c.System.Global.OperationMode != "gateway" {
@@ -187,6 +195,52 @@ func TestOperationModeSwitchAsks(t *testing.T) {
 	c, _ := svc.Config()
 	if c.System.Global.OperationMode != "server" || len(c.Domain) != 0 || len(c.System.Admin) != 1 {
 		t.Fatalf("mode switch: mode %s, %d domains, %d admins", c.System.Global.OperationMode, len(c.Domain), len(c.System.Admin))
+	}
+}
+
+// In a script (no PTY) the line after a command that asks is its answer.
+// A line that is not y or n is not taken as "no": it is put back and run
+// as the next command, and the command that asked fails, so the script's
+// exit status says so.
+func TestConfirmInScript(t *testing.T) {
+	svc := openService(t, t.TempDir())
+	s := NewSession(svc, "admin", false)
+	// Commands and what they read come from one queue, as in runPlain.
+	con := &scriptConsole{in: []string{"config system global", "set operation-mode server", "end",
+		"config system dns", "set primary 192.0.2.53", "end"}}
+	var failed []string
+	for {
+		l, err := con.ReadLine("")
+		if err != nil {
+			break
+		}
+		if s.Run(l, con) != nil {
+			failed = append(failed, l)
+		}
+	}
+	out := con.out.String()
+	if len(failed) != 1 || failed[0] != "end" {
+		t.Fatalf("failed commands %q, want only the first end:\n%s", failed, out)
+	}
+	if !strings.Contains(out, "Do you want to continue? (y/n)") || !strings.Contains(out, "command parse error before 'config system dns'") {
+		t.Fatalf("output:\n%s", out)
+	}
+	c, _ := svc.Config()
+	if c.System.Global.OperationMode != "gateway" {
+		t.Fatalf("mode %s: a non-answer switched it", c.System.Global.OperationMode)
+	}
+	if c.System.DNS.Primary != "192.0.2.53" {
+		t.Fatalf("dns %q: the line after the question was lost", c.System.DNS.Primary)
+	}
+
+	// An explicit answer on the next line is taken.
+	con = &scriptConsole{in: []string{"n"}}
+	mustRun(t, s, con, "execute factoryreset")
+	if !strings.Contains(con.out.String(), "Do you want to continue? (y/n)") {
+		t.Fatalf("factoryreset did not ask:\n%s", con.out.String())
+	}
+	if c, _ := svc.Config(); c.System.DNS.Primary != "192.0.2.53" {
+		t.Fatal("factoryreset done on 'n'")
 	}
 }
 

@@ -314,13 +314,24 @@ func (in *sshInput) broken() bool { return in.err != nil }
 // ---- plain console ----
 
 type sshPlain struct {
-	out io.Writer
-	sc  *bufio.Scanner
+	out  io.Writer
+	sc   *bufio.Scanner
+	back []string // lines put back by Unread, read again first
 }
 
 func (p *sshPlain) Write(b []byte) (int, error) { return p.out.Write(b) }
 
-func (p *sshPlain) ReadLine(string) (string, error) {
+// ReadLine prints a non-empty prompt on a line of its own (there is no
+// echo to follow it) and returns the next line of standard input.
+func (p *sshPlain) ReadLine(prompt string) (string, error) {
+	if prompt != "" {
+		fmt.Fprintln(p.out, prompt)
+	}
+	if n := len(p.back); n > 0 {
+		l := p.back[n-1]
+		p.back = p.back[:n-1]
+		return l, nil
+	}
 	if !p.sc.Scan() {
 		if err := p.sc.Err(); err != nil {
 			return "", err
@@ -331,6 +342,9 @@ func (p *sshPlain) ReadLine(string) (string, error) {
 }
 
 func (p *sshPlain) ReadPassword(prompt string) (string, error) { return p.ReadLine(prompt) }
+
+// Unread puts line back: the next ReadLine returns it.
+func (p *sshPlain) Unread(line string) { p.back = append(p.back, line) }
 
 func (p *sshPlain) Interactive() bool { return false }
 

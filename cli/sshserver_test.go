@@ -1052,8 +1052,8 @@ func TestSSHExec(t *testing.T) {
 	if out, _, code := testExec(t, c, "fail now", ""); out != "command fail: fail now\n" || code != 1 {
 		t.Fatalf("out %q status %d", out, code)
 	}
-	// Console.ReadLine reads standard input.
-	if out, _, code := testExec(t, c, "ask", "y\r\n"); out != "answer=y\n" || code != 0 {
+	// Console.ReadLine prints its prompt on a line and reads standard input.
+	if out, _, code := testExec(t, c, "ask", "y\r\n"); out != "Continue? (y/n) \nanswer=y\n" || code != 0 {
 		t.Fatalf("out %q status %d", out, code)
 	}
 	if got := e.runs.get(); fmt.Sprint(got) != "[show full-configuration fail now ask]" {
@@ -1068,7 +1068,7 @@ func TestSSHPipedStdin(t *testing.T) {
 
 	long := strings.Repeat("x", 200000)
 	out, _, code := testExec(t, c, "", "one\r\ntwo\n\nask\nyes\n"+long+"\nexit\nnever\n")
-	want := "echo: one\necho: two\nanswer=yes\necho: " + long + "\n"
+	want := "echo: one\necho: two\nContinue? (y/n) \nanswer=yes\necho: " + long + "\n"
 	if out != want || code != 0 {
 		t.Fatalf("out %.200q status %d", out, code)
 	}

@@ -293,7 +293,7 @@ func TestEveryCommandOverOpenSSH(t *testing.T) {
 	}
 
 	// Reboot: the process restarts itself and comes back with the same configuration.
-	if out, code = a.ssh(newPassword, "y\n", "admin@127.0.0.1", "execute reboot"); !strings.Contains(out, "going down") {
+	if out, code = a.ssh(newPassword, "y\n", "admin@127.0.0.1", "execute reboot"); !strings.Contains(out, "Do you want to continue? (y/n)\nThe system is going down") {
 		t.Fatalf("reboot: %d\n%s", code, out)
 	}
 	deadline := time.Now().Add(20 * time.Second)
@@ -313,7 +313,7 @@ func TestEveryCommandOverOpenSSH(t *testing.T) {
 
 	// Factory reset: the blank first-boot password again, the Factory certificate kept.
 	fp, _ := a.ssh(newPassword, "", "admin@127.0.0.1", "get system status")
-	if out, _ = a.ssh(newPassword, "y\n", "admin@127.0.0.1", "execute factoryreset"); !strings.Contains(out, "reset to factory defaults") {
+	if out, _ = a.ssh(newPassword, "y\n", "admin@127.0.0.1", "execute factoryreset"); !strings.Contains(out, "Do you want to continue? (y/n)\nThe configuration was reset to factory defaults") {
 		t.Fatalf("factoryreset:\n%s", out)
 	}
 	deadline = time.Now().Add(20 * time.Second)
