@@ -288,6 +288,48 @@ func TestBackupRestoreRevert(t *testing.T) {
 	}
 }
 
+// execute restore config takes the configuration pasted after it, up to a
+// line with a single '.', and asks before it replaces anything.
+func TestRestorePasted(t *testing.T) {
+	svc := openService(t, t.TempDir())
+	s := NewSession(svc, "admin", false)
+	con := &scriptConsole{interactive: true}
+	mustRun(t, s, con, "config system global", "set hostname pasted", "end")
+	saved := mustRun(t, s, con, "show full-configuration")
+	mustRun(t, s, con, "config system global", "set hostname other", "end",
+		"config domain", "edit example.net", "set smtp-server 192.0.2.9", "end")
+	changed := mustRun(t, s, con, "show full-configuration")
+	paste := strings.Split(strings.TrimSuffix(saved, "\n"), "\n")
+
+	// Answered no: nothing changes.
+	con.in = append(append([]string{}, paste...), ".", "n")
+	out := mustRun(t, s, con, "execute restore config")
+	if !strings.Contains(out, "Paste the configuration") || !strings.Contains(out, "Do you want to continue? (y/n)") {
+		t.Fatalf("restore did not prompt:\n%s", out)
+	}
+	if got := mustRun(t, s, con, "show full-configuration"); got != changed {
+		t.Fatal("restore answered 'n' changed the configuration")
+	}
+
+	// Text that does not parse is refused before the question.
+	con.in = []string{"config system global", "set hostname", "end", ".", "y"}
+	if out := run(t, s, con, "execute restore config"); !strings.Contains(out, "Command fail") {
+		t.Fatalf("bad paste accepted:\n%s", out)
+	}
+	if got := mustRun(t, s, con, "show full-configuration"); got != changed {
+		t.Fatal("a refused restore changed the configuration")
+	}
+
+	// Answered yes: the pasted text is the configuration, byte for byte.
+	con.in = append(append([]string{}, paste...), ".", "y")
+	if out := mustRun(t, s, con, "execute restore config"); !strings.Contains(out, "Configuration restored.") {
+		t.Fatalf("restore:\n%s", out)
+	}
+	if got := mustRun(t, s, con, "show full-configuration"); got != saved {
+		t.Fatalf("restored configuration renders differently:\n%s", got)
+	}
+}
+
 func TestReadOnlyAdmin(t *testing.T) {
 	svc := openService(t, t.TempDir())
 	s := NewSession(svc, "viewer", true)
