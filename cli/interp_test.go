@@ -70,7 +70,7 @@ func mustRun(t *testing.T, s *Session, con *scriptConsole, lines ...string) stri
 	return con.out.String()
 }
 
-func TestTourAndRestart(t *testing.T) {
+func TestTour(t *testing.T) {
 	dir := t.TempDir()
 	svc := openService(t, dir)
 	s := NewSession(svc, "admin", false)
@@ -93,8 +93,9 @@ func TestTourAndRestart(t *testing.T) {
 			t.Errorf("show full-configuration lacks %q", want)
 		}
 	}
-	// A second service on the same data directory (a restart) shows the
-	// same text byte for byte.
+	// The committed configuration renders as show full-configuration
+	// printed it (TestREADMEWalkthroughWithOpenSSH restarts the process and
+	// compares the text).
 	c, _ := svc.Config()
 	if got := config.Render(c, true); got != full {
 		t.Fatalf("rendered configuration differs from show full-configuration")

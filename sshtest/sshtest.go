@@ -20,6 +20,10 @@ type Client struct {
 	t       testing.TB
 	Port    int
 	askpass string
+	// knownHosts records the appliance's host key at the first
+	// connection; a later run fails (status 255) if the key changed, as it
+	// would for an admin after a restart, a reboot or an upgrade.
+	knownHosts string
 	// Timeout bounds one ssh run (default 60 s).
 	Timeout time.Duration
 }
@@ -30,11 +34,12 @@ func New(t testing.TB, port int) *Client {
 	if _, err := exec.LookPath("ssh"); err != nil {
 		t.Fatal("the OpenSSH client is required (make test installs openssh-client)")
 	}
-	askpass := filepath.Join(t.TempDir(), "askpass")
+	dir := t.TempDir()
+	askpass := filepath.Join(dir, "askpass")
 	if err := os.WriteFile(askpass, []byte("#!/bin/sh\nprintf '%s\\n' \"$MG_PASSWORD\"\n"), 0o700); err != nil {
 		t.Fatal(err)
 	}
-	return &Client{t: t, Port: port, askpass: askpass, Timeout: 60 * time.Second}
+	return &Client{t: t, Port: port, askpass: askpass, knownHosts: filepath.Join(dir, "known_hosts"), Timeout: 60 * time.Second}
 }
 
 // Run runs ssh with password authentication, stdin and the arguments as
@@ -44,7 +49,7 @@ func New(t testing.TB, port int) *Client {
 func (c *Client) Run(password, stdin string, args ...string) (string, int) {
 	c.t.Helper()
 	base := []string{"-p", strconv.Itoa(c.Port),
-		"-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR",
+		"-o", "StrictHostKeyChecking=accept-new", "-o", "UserKnownHostsFile=" + c.knownHosts, "-o", "LogLevel=ERROR",
 		"-o", "PreferredAuthentications=password", "-o", "PubkeyAuthentication=no",
 		"-o", "NumberOfPasswordPrompts=1", "-o", "ConnectTimeout=10"}
 	ctx, cancel := context.WithTimeout(context.Background(), c.Timeout)

@@ -1,9 +1,13 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
+	"crypto/tls"
 	"encoding/base64"
 	"fmt"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -344,4 +348,70 @@ func factoryLine(status string) string {
 		}
 	}
 	return ""
+}
+
+// The README's environment variables set every port for one run, and a
+// value that is not a port stops the start with a clear message.
+func TestPortsFromEnvironment(t *testing.T) {
+	bin := buildBinary(t)
+	ports := map[string]int{}
+	for _, name := range []string{"SSH", "HTTPS", "SMTP", "SMTPS", "MSA"} {
+		ports[name] = freePort(t)
+	}
+	cmd := exec.Command(bin, "-profile", "dev")
+	cmd.Env = append(os.Environ(), "MAILGATE_DATA="+filepath.Join(t.TempDir(), "data"), "MAILGATE_LISTEN=127.0.0.1")
+	for name, port := range ports {
+		cmd.Env = append(cmd.Env, fmt.Sprintf("MAILGATE_%s_PORT=%d", name, port))
+	}
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	addr := func(name string) string { return fmt.Sprintf("127.0.0.1:%d", ports[name]) }
+	for name := range ports {
+		if err := postfixtest.WaitListening(addr(name), 20*time.Second); err != nil {
+			t.Fatalf("%s port from MAILGATE_%s_PORT: %v\n%s", name, name, err, out.String())
+		}
+	}
+	// Each port serves what its name says.
+	greeting := func(c net.Conn) string {
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		l, _ := bufio.NewReader(c).ReadString('\n')
+		c.Close()
+		return l
+	}
+	for _, name := range []string{"SMTP", "MSA"} {
+		c, err := net.Dial("tcp", addr(name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if g := greeting(c); !strings.HasPrefix(g, "220 ") {
+			t.Fatalf("%s greeting %q", name, g)
+		}
+	}
+	c, err := tls.Dial("tcp", addr("SMTPS"), &tls.Config{InsecureSkipVerify: true})
+	if err != nil {
+		t.Fatalf("SMTPS: %v", err)
+	}
+	if g := greeting(c); !strings.HasPrefix(g, "220 ") {
+		t.Fatalf("SMTPS greeting %q", g)
+	}
+	web := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
+	resp, err := web.Get("https://" + addr("HTTPS") + "/")
+	if err != nil {
+		t.Fatalf("web UI: %v", err)
+	}
+	resp.Body.Close()
+	if out, code := sshtest.New(t, ports["SSH"]).Run("", "", "admin@127.0.0.1", "show"); code == 255 || !strings.Contains(out, "password change required") {
+		t.Fatalf("SSH CLI: status %d\n%s", code, out)
+	}
+
+	bad := exec.Command(bin, "-profile", "dev", "-data", filepath.Join(t.TempDir(), "data"))
+	bad.Env = append(os.Environ(), "MAILGATE_SMTP_PORT=25x")
+	msg, err := bad.CombinedOutput()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 2 || !strings.Contains(string(msg), `MAILGATE_SMTP_PORT="25x" is not a port number`) {
+		t.Fatalf("bad port in the environment: %v\n%s", err, msg)
+	}
 }

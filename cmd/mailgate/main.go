@@ -27,7 +27,15 @@ func main() {
 		return def
 	}
 	envInt := func(name string) int {
-		n, _ := strconv.Atoi(os.Getenv(name))
+		v := os.Getenv(name)
+		if v == "" {
+			return 0
+		}
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 65535 {
+			fmt.Fprintf(os.Stderr, "mailgate: %s=%q is not a port number (1-65535)\n", name, v)
+			os.Exit(2)
+		}
 		return n
 	}
 	var opt appliance.Options
