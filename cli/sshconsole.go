@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/gliderlabs/ssh"
+	gossh "golang.org/x/crypto/ssh"
 	"golang.org/x/term"
 )
 
@@ -41,9 +42,10 @@ func (s *Server) handleSession(sess ssh.Session) {
 	// record; nothing recorded in the context during authentication grants
 	// access.
 	var method string
+	var key gossh.PublicKey
 	authOK := false
 	if c != nil {
-		method, authOK = c.authenticated(user)
+		method, key, authOK = c.authenticated(user)
 	}
 	info, ok := s.cfg.Accounts.Admin(user)
 	var refuse string
@@ -52,6 +54,10 @@ func (s *Server) handleSession(sess ssh.Session) {
 		refuse = "authentication state mismatch"
 	case !ok:
 		refuse = "unknown user"
+	case method == "publickey" && (key == nil || !sshKeyAllowed(info.PublicKeys, key)):
+		// The key the client signed with, checked against the admin's
+		// keys as they are now (one may have been removed meanwhile).
+		refuse = "public key not accepted"
 	case !s.cfg.Accounts.TrustedHost(user, ip):
 		refuse = "not a trusted host"
 	}

@@ -272,10 +272,16 @@ type sshConn struct {
 	authUser   string            // user the SSH handshake authenticated
 	authMethod string            // "password" or "publickey"
 	authOK     bool
-	pwFailed   bool   // a password failure was already counted
-	pkUser     string // last rejected public-key attempt, counted at close
-	pkReason   string
-	closeOnce  sync.Once
+	// lastKey is the key of the latest public-key callback. x/crypto/ssh
+	// calls the callback last with the key that authenticates (its key
+	// cache holds one entry), so after a public-key login it is the key the
+	// client proved it holds; authKey keeps it for the session handler.
+	lastKey   gossh.PublicKey
+	authKey   gossh.PublicKey
+	pwFailed  bool   // a password failure was already counted
+	pkUser    string // last rejected public-key attempt, counted at close
+	pkReason  string
+	closeOnce sync.Once
 }
 
 func (s *Server) wrapConn(ctx ssh.Context, conn net.Conn) net.Conn {
@@ -369,20 +375,30 @@ func (c *sshConn) handshakeDone(user string) string {
 	defer c.mu.Unlock()
 	if m := c.accepted[user]; m != "" && !c.authOK {
 		c.authOK, c.authUser, c.authMethod = true, user, m
+		if m == "publickey" {
+			c.authKey = c.lastKey
+		}
 		return m
 	}
 	return ""
 }
 
-// authenticated reports whether the handshake authenticated user, and by
-// which method.
-func (c *sshConn) authenticated(user string) (method string, ok bool) {
+// seenKey records the key of a public-key callback (see lastKey).
+func (c *sshConn) seenKey(key gossh.PublicKey) {
+	c.mu.Lock()
+	c.lastKey = key
+	c.mu.Unlock()
+}
+
+// authenticated reports whether the handshake authenticated user, by
+// which method and, for a public-key login, with which key.
+func (c *sshConn) authenticated(user string) (method string, key gossh.PublicKey, ok bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if !c.authOK || c.authUser != user {
-		return "", false
+		return "", nil, false
 	}
-	return c.authMethod, true
+	return c.authMethod, c.authKey, true
 }
 
 func (s *Server) gosshConfig(ctx ssh.Context) *gossh.ServerConfig {
@@ -445,6 +461,7 @@ func (s *Server) checkPublicKey(ctx ssh.Context, key ssh.PublicKey) bool {
 	if c == nil {
 		return false
 	}
+	c.seenKey(key)
 	user := ctx.User()
 	if s.cfg.Accounts.LoginThrottled(c.ip) {
 		return false

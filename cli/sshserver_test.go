@@ -932,7 +932,7 @@ func TestSSHSharedLockout(t *testing.T) {
 func TestSSHAuthStateGuard(t *testing.T) {
 	c := &sshConn{accepted: map[string]string{}}
 	authenticated := func(user string) bool {
-		_, ok := c.authenticated(user)
+		_, _, ok := c.authenticated(user)
 		return ok
 	}
 	c.accept("lowpriv", "password")
@@ -946,8 +946,42 @@ func TestSSHAuthStateGuard(t *testing.T) {
 	if m := c.handshakeDone("admin"); m != "publickey" {
 		t.Fatalf("handshake: %q", m)
 	}
-	if m, ok := c.authenticated("admin"); !ok || m != "publickey" || authenticated("lowpriv") {
+	if m, _, ok := c.authenticated("admin"); !ok || m != "publickey" || authenticated("lowpriv") {
 		t.Fatal("verified name refused")
+	}
+}
+
+// A session is served for the key the client signed with, checked again
+// against the administrator's keys when the session starts: another key
+// of the same administrator that was accepted while the client probed
+// does not stand in for it.
+func TestSSHSessionRechecksSigningKey(t *testing.T) {
+	e := testStart(t, nil)
+	keyA, lineA := testKey(t)
+	keyB, lineB := testKey(t)
+	e.acc.add(t, AdminInfo{Name: "admin", PublicKeys: []string{lineA, lineB}}, "pw")
+	session := func(c *gossh.Client) int {
+		t.Helper()
+		_, _, code := testExec(t, c, "whoami", "")
+		return code
+	}
+
+	// Both keys offered: the client signs with the first one, A.
+	c := e.mustDial(t, "admin", gossh.PublicKeys(keyA, keyB))
+	e.acc.add(t, AdminInfo{Name: "admin", PublicKeys: []string{lineB}}, "pw")
+	if code := session(c); code == 0 {
+		t.Fatal("session served after the signing key was removed")
+	}
+	c.Close()
+	e.events.waitFor(t, "login failed: public key not accepted")
+
+	// The signing key still there: served.
+	e.acc.add(t, AdminInfo{Name: "admin", PublicKeys: []string{lineA, lineB}}, "pw")
+	c = e.mustDial(t, "admin", gossh.PublicKeys(keyA, keyB))
+	defer c.Close()
+	e.acc.add(t, AdminInfo{Name: "admin", PublicKeys: []string{lineA}}, "pw")
+	if code := session(c); code != 0 {
+		t.Fatalf("session refused with the signing key present: status %d", code)
 	}
 }
 
