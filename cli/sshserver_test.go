@@ -747,6 +747,19 @@ func TestServiceAccounts(t *testing.T) {
 	if _, ok := acc.Admin("nobody"); ok {
 		t.Fatal("unknown admin found")
 	}
+	// The idle timeout is admin-idle-timeout as committed now.
+	if d := acc.IdleTimeout(); d != 15*time.Minute {
+		t.Fatalf("factory idle timeout %v", d)
+	}
+	if err := svc.Update("test", "idle", func(c *config.Config) error {
+		c.System.Global.AdminIdleTimeout = 2
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if d := acc.IdleTimeout(); d != 2*time.Minute {
+		t.Fatalf("idle timeout %v after set admin-idle-timeout 2", d)
+	}
 	setAdmin(t, svc, "admin", func(ad *config.Admin) {
 		ad.SSHPublicKey2 = line
 		ad.Trusthost1, ad.Trusthost2, ad.Trusthost3 = "192.0.2.0/24", "2001:db8::/32", ""
