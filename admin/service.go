@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -153,6 +154,21 @@ func (s *Service) Env() *config.Env { return s.env }
 // Identity is the device identity (device CA and Factory certificate).
 func (s *Service) Identity() *cert.Identity { return s.id }
 
+// FactoryFingerprint is the SHA-256 fingerprint of the Factory certificate
+// as configured (it follows renames, see renameFactory), or of the one made
+// on first boot when the configuration has none.
+func (s *Service) FactoryFingerprint() string {
+	pemText := s.id.FactoryCertPEM
+	c, _ := s.Config()
+	for _, lc := range c.System.Certificate.Local {
+		if lc.Name == cert.FactoryName {
+			pemText = []byte(lc.Certificate)
+		}
+	}
+	fp, _ := cert.Fingerprint(pemText)
+	return fp
+}
+
 // Certificates is the live certificate store for the listeners.
 func (s *Service) Certificates() *cert.Holder { return &s.certs }
 
@@ -225,6 +241,10 @@ func (s *Service) commitLocked(user, comment string, c *config.Config) error {
 	if err := config.Validate(c, s.env); err != nil {
 		return err
 	}
+	renamed, err := s.renameFactory(c)
+	if err != nil {
+		return err
+	}
 	if comment == "" && s.cur != nil {
 		comment = "config " + strings.Join(config.ChangedPaths(s.cur, c), ", config ")
 	}
@@ -238,7 +258,51 @@ func (s *Service) commitLocked(user, comment string, c *config.Config) error {
 	if changed {
 		s.event(eventlog.Notice, user, "configuration revision %d committed: %s", rev.ID, comment)
 	}
+	if renamed != "" {
+		s.event(eventlog.Notice, user, "Factory certificate re-issued for %s", renamed)
+	}
 	return nil
+}
+
+// renameFactory keeps the Factory certificate naming the appliance: when
+// c's Factory certificate is one the device CA made (cert.FactoryNames)
+// but for other names than c's hostname and local-domain-name, it is
+// replaced by the committed one if that one is for c's names (a text
+// edited from an older copy), else by a new one. It returns the new host
+// name ("" when nothing changed). A certificate of the administrator's
+// own under the name Factory is never touched.
+func (s *Service) renameFactory(c *config.Config) (string, error) {
+	i := slices.IndexFunc(c.System.Certificate.Local, func(lc config.LocalCert) bool { return lc.Name == cert.FactoryName })
+	if i < 0 {
+		return "", nil
+	}
+	lc := &c.System.Certificate.Local[i]
+	g := c.System.Global
+	host, domain := strings.ToLower(g.Hostname), strings.ToLower(g.LocalDomainName)
+	if h, d, ok := s.id.FactoryNames([]byte(lc.Certificate)); !ok || (h == host && d == domain) {
+		return "", nil
+	}
+	if s.cur != nil {
+		for _, cur := range s.cur.System.Certificate.Local {
+			if h, d, ok := s.id.FactoryNames([]byte(cur.Certificate)); cur.Name == cert.FactoryName && ok && h == host && d == domain {
+				*lc = cur
+				return "", nil
+			}
+		}
+	}
+	certPEM, keyPEM, ok, err := s.id.RenameFactory([]byte(lc.Certificate), host, domain, s.opt.Now())
+	if err != nil || !ok {
+		return "", err
+	}
+	sealed, err := cert.Seal(s.id.DeviceKey, keyPEM)
+	if err != nil {
+		return "", err
+	}
+	lc.Certificate, lc.PrivateKey = strings.TrimSpace(string(certPEM)), sealed
+	if domain != "" {
+		host += "." + domain
+	}
+	return host, nil
 }
 
 func (s *Service) rebuildCerts() {

@@ -15,7 +15,6 @@ import (
 	"sync"
 
 	"mailgate/admin"
-	"mailgate/cert"
 	"mailgate/cli"
 	"mailgate/config"
 	"mailgate/eventlog"
@@ -286,8 +285,7 @@ func (a *Appliance) banner() {
 	if a.opt.Console == nil {
 		return
 	}
-	id := a.svc.Identity()
-	fp, _ := cert.Fingerprint(id.FactoryCertPEM)
+	fp := a.svc.FactoryFingerprint()
 	cfg, rev := a.svc.Config()
 	fmt.Fprintf(a.opt.Console, "mailgate %s (%s mode, configuration revision %d)\n", admin.Version, cfg.System.Global.OperationMode, rev)
 	fmt.Fprintf(a.opt.Console, "  data directory:        %s\n", a.opt.DataDir)

@@ -28,6 +28,16 @@ var (
 
 // testIdentity returns one identity shared by the tests that only need a
 // device CA to issue from.
+// testIdentity2 is another device's identity with the same names.
+func testIdentity2(t *testing.T) *Identity {
+	t.Helper()
+	id, err := GenerateIdentity("mg1", "example.com", []net.IP{net.ParseIP("192.0.2.10")}, base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return id
+}
+
 func testIdentity(t *testing.T) *Identity {
 	t.Helper()
 	sharedOnce.Do(func() {

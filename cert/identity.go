@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"math/big"
 	"net"
+	"slices"
 	"strings"
 	"time"
 )
@@ -89,14 +90,8 @@ func GenerateIdentity(hostname, domain string, ips []net.IP, now time.Time) (*Id
 		return nil, fmt.Errorf("cert: parsing CA certificate: %w", err)
 	}
 
-	dns := []string{hostname}
-	if domain != "" {
-		dns = append(dns, hostname+"."+domain, domain)
-	}
-	dns = append(dns, "localhost")
 	allIPs := append(append([]net.IP(nil), ips...), net.IPv4(127, 0, 0, 1), net.IPv6loopback)
-
-	factoryCert, factoryKey, err := issue(caCert, caKey, hostname, dedupNames(dns), dedupIPs(allIPs), FactoryNotAfter, now)
+	factoryCert, factoryKey, err := issue(caCert, caKey, hostname, factoryNames(hostname, domain), dedupIPs(allIPs), FactoryNotAfter, now)
 	if err != nil {
 		return nil, err
 	}
@@ -115,6 +110,62 @@ func GenerateIdentity(hostname, domain string, ips []net.IP, now time.Time) (*Id
 		FactoryKeyPEM:  factoryKey,
 		DeviceKey:      devKey,
 	}, nil
+}
+
+// factoryNames are the DNS names of a Factory certificate for hostname and
+// domain (both normalised): hostname, hostname.domain and domain, then
+// localhost.
+func factoryNames(hostname, domain string) []string {
+	dns := []string{hostname}
+	if domain != "" {
+		dns = append(dns, hostname+"."+domain, domain)
+	}
+	return dedupNames(append(dns, "localhost"))
+}
+
+// FactoryNames reports the names a Factory certificate of this device's
+// CA was made for: ok is true when certPEM is signed by the device CA and
+// has exactly the names GenerateIdentity gives one (CN hostname; DNS names
+// hostname, hostname.domain and domain, localhost). Any other certificate,
+// such as one an administrator issued or imported, gives ok false.
+func (id *Identity) FactoryNames(certPEM []byte) (hostname, domain string, ok bool) {
+	caCert, _, err := id.ca()
+	if err != nil {
+		return "", "", false
+	}
+	chain, err := ParseChain(certPEM)
+	if err != nil || chain[0].CheckSignatureFrom(caCert) != nil {
+		return "", "", false
+	}
+	leaf := chain[0]
+	hostname = leaf.Subject.CommonName
+	if len(leaf.DNSNames) == 4 {
+		domain = leaf.DNSNames[2]
+	}
+	if hostname == "" || !slices.Equal(leaf.DNSNames, factoryNames(hostname, domain)) {
+		return "", "", false
+	}
+	return hostname, domain, true
+}
+
+// RenameFactory keeps a Factory certificate naming the appliance. When
+// certPEM is a Factory certificate of this device's CA (see FactoryNames)
+// made for other names than hostname and domain, it returns one for them,
+// with the same IP addresses and expiry, and ok true. Otherwise ok is
+// false and nothing is issued.
+func (id *Identity) RenameFactory(certPEM []byte, hostname, domain string, now time.Time) (newCert, newKey []byte, ok bool, err error) {
+	hostname, domain = normaliseName(hostname), normaliseName(domain)
+	oldHost, oldDomain, ok := id.FactoryNames(certPEM)
+	if !ok || hostname == "" || (oldHost == hostname && oldDomain == domain) {
+		return nil, nil, false, nil
+	}
+	caCert, caKey, err := id.ca()
+	if err != nil {
+		return nil, nil, false, err
+	}
+	chain, _ := ParseChain(certPEM)
+	newCert, newKey, err = issue(caCert, caKey, hostname, factoryNames(hostname, domain), chain[0].IPAddresses, FactoryNotAfter, now)
+	return newCert, newKey, err == nil, err
 }
 
 // Issue signs a new ECDSA P-256 server certificate with the device CA (for

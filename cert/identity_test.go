@@ -5,6 +5,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/x509"
+	"fmt"
 	"net"
 	"slices"
 	"strings"
@@ -283,6 +284,68 @@ func TestIssue(t *testing.T) {
 	}
 	if parseCertPEM(t, other).SerialNumber.Cmp(c.SerialNumber) == 0 {
 		t.Error("two issued certificates share a serial")
+	}
+}
+
+// The Factory certificate follows a rename of the appliance; a certificate
+// an administrator put under the same name does not.
+func TestRenameFactory(t *testing.T) {
+	id := testIdentity(t)
+	now := base.Add(24 * time.Hour)
+	if h, d, ok := id.FactoryNames(id.FactoryCertPEM); !ok || h != "mg1" || d != "example.com" {
+		t.Fatalf("FactoryNames: %q %q %v", h, d, ok)
+	}
+	certPEM, keyPEM, ok, err := id.RenameFactory(id.FactoryCertPEM, "gw", "Example.NET", now)
+	if err != nil || !ok {
+		t.Fatalf("rename: ok %v, %v", ok, err)
+	}
+	c := parseCertPEM(t, certPEM)
+	if !keyMatches(c, parseKeyPEM(t, keyPEM)) {
+		t.Fatal("key does not match")
+	}
+	if c.Subject.CommonName != "gw" || !slices.Equal(c.DNSNames, []string{"gw", "gw.example.net", "example.net", "localhost"}) {
+		t.Errorf("CN %q, DNS SANs %q", c.Subject.CommonName, c.DNSNames)
+	}
+	old := parseCertPEM(t, id.FactoryCertPEM)
+	if fmt.Sprint(c.IPAddresses) != fmt.Sprint(old.IPAddresses) || !c.NotAfter.Equal(FactoryNotAfter) {
+		t.Errorf("IPs %v (were %v), not after %v", c.IPAddresses, old.IPAddresses, c.NotAfter)
+	}
+	roots := x509.NewCertPool()
+	roots.AddCert(parseCertPEM(t, id.CACertPEM))
+	if _, err := c.Verify(x509.VerifyOptions{DNSName: "gw.example.net", Roots: roots, CurrentTime: now}); err != nil {
+		t.Errorf("Verify: %v", err)
+	}
+	if h, d, ok := id.FactoryNames(certPEM); !ok || h != "gw" || d != "example.net" {
+		t.Errorf("FactoryNames of the new one: %q %q %v", h, d, ok)
+	}
+	// Without a domain, and back.
+	noDomain, _, ok, err := id.RenameFactory(certPEM, "gw", "", now)
+	if !ok || err != nil {
+		t.Fatalf("rename without a domain: ok %v, %v", ok, err)
+	}
+	if h, d, ok := id.FactoryNames(noDomain); !ok || h != "gw" || d != "" {
+		t.Errorf("FactoryNames without a domain: %q %q %v", h, d, ok)
+	}
+	// Names unchanged, a certificate an admin issued, one of another
+	// device: left alone.
+	issued, _, err := id.Issue("mg1", []string{"mail.example.com"}, FactoryNotAfter, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name         string
+		pem          []byte
+		host, domain string
+	}{
+		{"same names", id.FactoryCertPEM, "MG1", "example.com"},
+		{"issued by an admin", issued, "gw", "example.com"},
+		{"another device", testIdentity2(t).FactoryCertPEM, "gw", "example.com"},
+		{"not a certificate", []byte("garbage"), "gw", "example.com"},
+		{"no hostname", id.FactoryCertPEM, "", "example.com"},
+	} {
+		if _, _, ok, err := id.RenameFactory(tc.pem, tc.host, tc.domain, now); ok || err != nil {
+			t.Errorf("%s: ok %v, %v", tc.name, ok, err)
+		}
 	}
 }
 

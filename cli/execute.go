@@ -413,7 +413,7 @@ func (s *Session) eventLog(con Console, args []config.Token) error {
 func (s *Session) status() string {
 	c, rev := s.svc.Config()
 	id := s.svc.Identity()
-	fp, _ := cert.Fingerprint(id.FactoryCertPEM)
+	fp := s.svc.FactoryFingerprint()
 	ca, _ := cert.Describe(id.CACertPEM)
 	var b strings.Builder
 	row := func(k, v string) { fmt.Fprintf(&b, "%-28s: %s\n", k, v) }

@@ -2,15 +2,19 @@ package cli
 
 import (
 	"bytes"
+	"crypto/x509"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
 
 	"mailgate/admin"
 	"mailgate/admin/admintest"
+	"mailgate/cert"
 	"mailgate/config"
 )
 
@@ -103,6 +107,45 @@ func TestTour(t *testing.T) {
 	revs, _ := svc.Revisions()
 	if len(revs) < 5 {
 		t.Fatalf("want a revision per committed block, got %d", len(revs))
+	}
+}
+
+// Renaming the appliance re-issues the Factory certificate for the new
+// names in the same revision; the listeners' store serves it at once.
+func TestFactoryCertificateFollowsNames(t *testing.T) {
+	svc := openService(t, t.TempDir())
+	s := NewSession(svc, "admin", false)
+	con := &scriptConsole{interactive: true}
+	served := func() *x509.Certificate {
+		t.Helper()
+		c, err := svc.Certificates().Get().Lookup("")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c.Leaf
+	}
+	if leaf := served(); leaf.Subject.CommonName != "mailgate" {
+		t.Fatalf("first-boot Factory CN %q", leaf.Subject.CommonName)
+	}
+	mustRun(t, s, con, "config system global", "set hostname mg1", "set local-domain-name example.com", "end")
+	leaf := served()
+	if leaf.Subject.CommonName != "mg1" || !slices.Contains(leaf.DNSNames, "mg1.example.com") {
+		t.Fatalf("after the rename: CN %q, names %q", leaf.Subject.CommonName, leaf.DNSNames)
+	}
+	fp, _ := cert.Fingerprint(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: leaf.Raw}))
+	if out := mustRun(t, s, con, "get system status"); !strings.Contains(out, fp) {
+		t.Fatalf("get system status does not show the served Factory certificate %s:\n%s", fp, out)
+	}
+	revs, _ := svc.Revisions()
+	if got := revs[0].Comment; !strings.Contains(got, "system global") || !strings.Contains(got, "system certificate local") {
+		t.Fatalf("revision comment %q: the rename and the certificate are one change", got)
+	}
+
+	// A certificate the admin issued as Factory stays as it is.
+	mustRun(t, s, con, "execute certificate local generate Factory mail.example.com")
+	mustRun(t, s, con, "config system global", "set hostname mg2", "end")
+	if leaf := served(); leaf.Subject.CommonName != "mail.example.com" {
+		t.Fatalf("admin's certificate replaced: CN %q", leaf.Subject.CommonName)
 	}
 }
 

@@ -245,7 +245,7 @@ type fact struct{ Name, Value string }
 // status shows what `get system status` prints.
 func (s *Server) status(w http.ResponseWriter, r *http.Request, rq *request) {
 	id := s.svc.Identity()
-	fp, _ := cert.Fingerprint(id.FactoryCertPEM)
+	fp := s.svc.FactoryFingerprint()
 	ca, _ := cert.Describe(id.CACertPEM)
 	now := s.now()
 	facts := []fact{
