@@ -240,6 +240,8 @@ func TestEveryCommandOverOpenSSH(t *testing.T) {
 		"show mailsetting starttls",
 		"config system global", "set admin-idle-timeout 0", "set hostname e2e", "abort",
 		"config system dns", "set primary not-an-ip", "end",
+		"frobnicate now",
+		"show domain no-such.example",
 		"config policy access-control receive", "purge", "y", "end",
 		// '?' help typed mid-line over the PTY: the help prints, the line stays.
 		"config system global", "set admin-idle?-timeout 20", "end",
@@ -271,6 +273,8 @@ func TestEveryCommandOverOpenSSH(t *testing.T) {
 		"set include-hosts \"example.com\" \".example.net\" \"[mx.example.org]\"",
 		"admin-idle-timeout: 0 is out of range 1-480",
 		"value parse error before 'not-an-ip'",
+		"command parse error before 'frobnicate'\nCommand fail. Return code -61",
+		"entry not found\nCommand fail. Return code",
 		"This operation will clear all table!",
 		"admin-idle-timeout  Idle timeout of admin sessions, in minutes. <integer 1-480>",
 		"admin-idle-timeout  : 20",
