@@ -44,7 +44,7 @@ func (c *scriptConsole) Unread(l string)                       { c.in = append([
 func (c *scriptConsole) ReadPassword(p string) (string, error) { return c.ReadLine(p) }
 func (c *scriptConsole) Interactive() bool                     { return c.interactive }
 
-func openService(t *testing.T, dir string) *admin.Service {
+func openService(t testing.TB, dir string) *admin.Service {
 	t.Helper()
 	svc, _ := admintest.Open(t, dir, nil)
 	return svc

@@ -112,7 +112,7 @@ func TestHeloAgainAfterSTARTTLS(t *testing.T) {
 	c.expect("AUTH PLAIN "+plainIR(userName, userPass), "503 5.5.1")
 	c.expect("STARTTLS", "502 5.5.1 Already running in TLS")
 	c.expect("EHLO after.example", "250")
-	c.expect("RCPT TO:<bob@example.com>", "502 5.5.1") // the earlier MAIL is forgotten
+	c.expect("RCPT TO:<bob@example.com>", "503 5.5.1") // the earlier MAIL is forgotten
 	c.expect("MAIL FROM:<a@sender.example>", "250")
 	c.expect("RCPT TO:<bob@example.com>", "250")
 	c.expect("DATA", "354")
@@ -125,24 +125,38 @@ func TestHeloAgainAfterSTARTTLS(t *testing.T) {
 func TestMalformedCommands(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, testConfig(t, ""))
-	for _, cmds := range [][]string{
-		{""}, {"XY"}, {"\x00\x01\x02\x03\x04"}, {"\xff\xfe\xfd garbage"}, {"MAIL FROM:<a@b.example>"},
-		{"EHLO"}, {"HELO"}, {"EXPN root"}, {"HELP"}, {"TURN"}, {"FOOBAR baz"},
-		{"EHLO x", "MAIL FROM:a b c"}, {"EHLO x", "MAIL TO:<a@b.example>"}, {"EHLO x", "MAIL FROM:<a@b.example> SIZE=abc"},
-		{"EHLO x", "MAIL FROM:<a@b.example> FOO=bar"}, {"EHLO x", "MAIL FROM:<a@b@c>>"}, {"EHLO x", "RCPT TO:<bob@example.com>"},
-		{"EHLO x", "DATA"}, {"EHLO x", "BDAT"}, {"EHLO x", "BDAT x LAST"}, {"EHLO x", "AUTH"}, {"EHLO x", "AUTH CRAM-MD5"},
-		{"EHLO x", "MAIL FROM:<a@b.example>", "RCPT TO:<>"}, {"EHLO x", "MAIL FROM:<a@b.example>", "RCPT TO:bob"},
-		{"EHLO x", "MAIL FROM:<a@b.example>", "RCPT TO:<bob@example.com> NOTIFY=NEVER"},
-		{"EHLO x", "MAIL FROM:<a@b.example>", "DATA"}, {"EHLO x", "DATA x"},
+	// The last command's reply, by RFC 5321's meaning: 500 unrecognised,
+	// 501 bad arguments, 502 not implemented, 503 out of sequence, 504
+	// parameter not implemented, 555 unknown parameter.
+	for _, tc := range []struct {
+		cmds []string
+		want string
+	}{
+		{[]string{""}, "500 5.5.2"}, {[]string{"XY"}, "500 5.5.2"}, {[]string{"\x00\x01\x02\x03\x04"}, "500 5.5.2"},
+		{[]string{"\xff\xfe\xfd garbage"}, "500 5.5.2"}, {[]string{"FOOBAR baz"}, "500 5.5.2"},
+		{[]string{"MAIL FROM:<a@b.example>"}, "503 5.5.1"},
+		{[]string{"EHLO"}, "501 5.5.2"}, {[]string{"HELO"}, "501 5.5.2"},
+		{[]string{"EXPN root"}, "502 5.5.1"}, {[]string{"HELP"}, "502 5.5.1"}, {[]string{"TURN"}, "502 5.5.1"},
+		{[]string{"EHLO x", "MAIL FROM:a b c"}, "501 5.5.2"}, {[]string{"EHLO x", "MAIL TO:<a@b.example>"}, "501 5.5.2"},
+		{[]string{"EHLO x", "MAIL FROM:<a@b.example> SIZE=abc"}, "501 5.5.4"},
+		{[]string{"EHLO x", "MAIL FROM:<a@b.example> FOO=bar"}, "555 5.5.4"}, {[]string{"EHLO x", "MAIL FROM:<a@b@c>>"}, "555 5.5.4"},
+		{[]string{"EHLO x", "RCPT TO:<bob@example.com>"}, "503 5.5.1"}, {[]string{"EHLO x", "DATA"}, "503 5.5.1"},
+		{[]string{"EHLO x", "BDAT"}, "501 5.5.4"}, {[]string{"EHLO x", "BDAT x LAST"}, "501 5.5.4"},
+		{[]string{"EHLO x", "AUTH"}, "501 5.5.4"}, {[]string{"EHLO x", "AUTH CRAM-MD5"}, "538 5.7.11"},
+		{[]string{"EHLO x", "MAIL FROM:<a@b.example>", "RCPT TO:<>"}, "501 5.5.2"},
+		{[]string{"EHLO x", "MAIL FROM:<a@b.example>", "RCPT TO:bob"}, "501 5.5.2"},
+		{[]string{"EHLO x", "MAIL FROM:<a@b.example>", "RCPT TO:<bob@example.com> NOTIFY=NEVER"}, "504 5.5.4"},
+		{[]string{"EHLO x", "MAIL FROM:<a@b.example>", "RCPT TO:<bob@example.com> FOO=bar"}, "555 5.5.4"},
+		{[]string{"EHLO x", "MAIL FROM:<a@b.example>", "DATA"}, "503 5.5.1"}, {[]string{"EHLO x", "DATA x"}, "501 5.5.4"},
 	} {
 		c := dial(t, e.addr[SMTP])
 		c.reply()
 		var r string
-		for _, cmd := range cmds {
+		for _, cmd := range tc.cmds {
 			r = c.cmd(cmd)
 		}
-		if r == "" || (r[0] != '5' && r[0] != '4') {
-			t.Errorf("%q: got %q", cmds, r)
+		if !strings.HasPrefix(r, tc.want+" ") {
+			t.Errorf("%q: got %q, want %s", tc.cmds, r, tc.want)
 		}
 	}
 	// Random garbage: every reply is well-formed, nothing crashes.

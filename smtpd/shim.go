@@ -98,6 +98,24 @@ var (
 	dataGoAhead     = []byte("354 ")
 )
 
+// standardReplies replaces go-smtp replies whose codes differ from RFC
+// 5321's: commands out of sequence are 503 (not 502, which means "not
+// implemented"), an unrecognised command line is 500, a missing argument
+// is 501, and unknown MAIL/RCPT parameters are 555.
+var standardReplies = map[string]string{
+	"502 5.5.1 Please introduce yourself first.\r\n":         "503 5.5.1 Error: send HELO/EHLO first\r\n",
+	"502 5.5.1 Missing MAIL FROM command.\r\n":               "503 5.5.1 Error: need MAIL command\r\n",
+	"502 5.5.1 Missing RCPT TO command.\r\n":                 "503 5.5.1 Error: need RCPT command\r\n",
+	"502 5.5.1 MAIL not allowed during message transfer\r\n": "503 5.5.1 Error: nested MAIL command\r\n",
+	"502 5.5.1 RCPT not allowed during message transfer\r\n": "503 5.5.1 Error: RCPT during message transfer\r\n",
+	"502 5.5.1 DATA not allowed during message transfer\r\n": "503 5.5.1 Error: DATA during message transfer\r\n",
+	"502 5.5.1 DATA not allowed for BINARYMIME messages\r\n": "503 5.5.1 Error: BINARYMIME messages need BDAT\r\n",
+	"501 5.5.2 Bad command\r\n":                              "500 5.5.2 Error: command not recognized\r\n",
+	"502 5.5.4 Missing parameter\r\n":                        "501 5.5.4 Syntax: AUTH mechanism\r\n",
+	"500 5.5.4 Unknown MAIL FROM argument\r\n":               "555 5.5.4 Error: unsupported MAIL parameter or address syntax\r\n",
+	"500 5.5.4 Unknown RCPT TO argument\r\n":                 "555 5.5.4 Error: unsupported RCPT parameter or address syntax\r\n",
+}
+
 func newShim(raw net.Conn, prefix []byte, maxLine int, cmdTimeout, dataTimeout time.Duration) *shim {
 	s := &shim{raw: raw, tr: raw, done: make(chan struct{}), buf: make([]byte, 16<<10),
 		maxLine: maxLine, cmdTimeout: cmdTimeout, dataTimeout: dataTimeout}
@@ -301,6 +319,10 @@ func (s *shim) reply(out, line []byte) ([]byte, error) {
 		s.inData, s.dataPrevCR = true, false
 		s.bareInData.Store(false)
 		return append(out, line...), nil
+	case line[0] == '5':
+		if std, ok := standardReplies[string(line)]; ok {
+			line = []byte(std)
+		}
 	}
 	s.timeout.Store(int64(s.cmdTimeout))
 	return append(out, line...), nil
