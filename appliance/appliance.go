@@ -54,6 +54,9 @@ type Options struct {
 	// ReadyFile is written once the services are up (image/init confirms
 	// an upgrade's test boot on it).
 	ReadyFile string
+	// ManageICMP lets allowaccess ping switch the kernel's answers to
+	// echo requests (the image, or a network namespace of its own).
+	ManageICMP bool
 }
 
 // Appliance is a running appliance.
@@ -63,6 +66,8 @@ type Appliance struct {
 	log *eventlog.Log
 	svc *admin.Service
 	ssh *cli.Server
+	// guard enforces the interfaces' allowaccess on every listener.
+	guard *accessGuard
 
 	mu      sync.Mutex
 	mode    string
@@ -125,7 +130,15 @@ func Start(opt Options) (*Appliance, error) {
 	}
 	a.svc.HostKeyFingerprint = a.ssh.HostKeyFingerprint()
 	a.web = webui.New(webui.Options{Service: a.svc})
+	a.guard = newAccessGuard(func() *config.Config { c, _ := a.svc.Config(); return c }, func(msg string) {
+		a.svc.Event(eventlog.Warning, "system", "", "", msg)
+	})
 	cfg, _ := a.svc.Config()
+	if opt.ManageICMP {
+		if err := applyPing(cfg); err != nil {
+			a.svc.Event(eventlog.Error, "system", "", "", err.Error())
+		}
+	}
 	if err := a.applyAdmin(cfg); err != nil {
 		a.Close()
 		return nil, err
@@ -174,7 +187,11 @@ func (a *Appliance) apply(c *config.Config) error {
 			a.svc.Event(eventlog.Notice, "system", "", "", "network configuration of port1 saved: it applies at the next boot (execute reboot)")
 		}
 	}
-	return errors.Join(a.applyAdmin(c), a.applyMode(c), netErr)
+	var pingErr error
+	if a.opt.ManageICMP {
+		pingErr = applyPing(c)
+	}
+	return errors.Join(a.applyAdmin(c), a.applyMode(c), netErr, pingErr)
 }
 
 // applyMode starts the mail services of the configured operation mode,
@@ -251,10 +268,12 @@ func (a *Appliance) applyAdmin(c *config.Config) error {
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if err := a.move(&a.sshL, net.JoinHostPort(a.opt.ListenHost, strconv.Itoa(sshPort)), a.ssh.Serve); err != nil {
+	serveSSH := func(l net.Listener) error { return a.ssh.Serve(a.guard.Listener(l, "ssh")) }
+	serveWeb := func(l net.Listener) error { return a.web.Serve(a.guard.Listener(l, "https")) }
+	if err := a.move(&a.sshL, net.JoinHostPort(a.opt.ListenHost, strconv.Itoa(sshPort)), serveSSH); err != nil {
 		return fmt.Errorf("ssh: %w", err)
 	}
-	if err := a.move(&a.webL, net.JoinHostPort(a.opt.ListenHost, strconv.Itoa(webPort)), a.web.Serve); err != nil {
+	if err := a.move(&a.webL, net.JoinHostPort(a.opt.ListenHost, strconv.Itoa(webPort)), serveWeb); err != nil {
 		a.svc.Event(eventlog.Error, "system", "", "", "web UI: "+err.Error())
 	}
 	return nil

@@ -78,7 +78,7 @@ type Interface struct {
 	Name        string   `cfg:"name,key" check:"ifname"`
 	Mode        string   `cfg:"mode" enum:"static|dhcp" default:"dhcp" help:"Addressing mode."`
 	IP          string   `cfg:"ip" type:"prefix" help:"Address and prefix length in static mode, e.g. 192.0.2.10/24."`
-	AllowAccess []string `cfg:"allowaccess" enum:"ping|ssh|https|smtp" default:"ping ssh https smtp" help:"Services reachable on this interface."`
+	AllowAccess []string `cfg:"allowaccess" enum:"ping|ssh|https|smtp" default:"ping ssh https smtp" help:"Services reachable on this interface: ssh (CLI), https (web UI), smtp (mail ports); ping is answered while any interface allows it."`
 }
 
 // Route is one `config system route` entry.

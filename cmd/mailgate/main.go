@@ -51,6 +51,7 @@ func main() {
 	flag.IntVar(&opt.MXPort, "mx-port", envInt("MAILGATE_MX_PORT"), "port for MX deliveries instead of 25 (test networks)")
 	console := flag.String("console", "", "also print the banner and address changes here (the image: /dev/console)")
 	flag.StringVar(&opt.ReadyFile, "ready-file", "", "file written once the services are up (the image's init confirms an upgrade on it)")
+	flag.BoolVar(&opt.ManageICMP, "manage-icmp", false, "let allowaccess ping switch the kernel's answers to ping (the image, or a network namespace of its own)")
 	flag.Parse()
 	switch *profile {
 	case "appliance":

@@ -44,7 +44,7 @@ func main() {
 		gokrazy.NewService(exec.Command("/gokrazy/ntp")),
 		gokrazy.NewService(exec.Command(appliancePath, append([]string{
 			"-data", "/perm/mailgate",
-			"-console", "/dev/console",
+			"-console", "/dev/console", "-manage-icmp",
 			"-ready-file", readyFile}, settings.ApplianceArgs...)...)),
 	}
 	if err := gokrazy.SuperviseServices(services); err != nil {

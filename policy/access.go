@@ -1,0 +1,79 @@
+package policy
+
+import (
+	"net/netip"
+	"slices"
+	"strconv"
+
+	"mailgate/config"
+)
+
+// KernelInterface is a network interface as the kernel reports it.
+type KernelInterface struct {
+	Index    int
+	Name     string
+	Loopback bool
+	Addrs    []netip.Addr
+}
+
+// PortName is the configuration name of the kernel's non-loopback
+// interfaces in index order: port1 is the first (eth0 on the appliance),
+// port2 the second, and so on. It returns "" for a loopback interface or
+// one not in kernel.
+func PortName(kernel []KernelInterface, name string) string {
+	ifs := slices.Clone(kernel)
+	slices.SortFunc(ifs, func(a, b KernelInterface) int { return a.Index - b.Index })
+	n := 0
+	for _, k := range ifs {
+		if k.Loopback {
+			continue
+		}
+		n++
+		if k.Name == name {
+			return "port" + strconv.Itoa(n)
+		}
+	}
+	return ""
+}
+
+// InterfaceAccess decides whether service ("ssh", "https", "smtp") may be
+// reached on local, the address a connection came in on, by the
+// allowaccess of the `system interface` entry of the interface that holds
+// it. Loopback addresses are always allowed: they are the appliance
+// itself. So is an address no interface holds (the table may be a moment
+// old) and an interface without an entry, which has the factory's
+// allowaccess. port is the interface's configuration name ("" when none).
+func InterfaceAccess(cfg []config.Interface, kernel []KernelInterface, local netip.Addr, service string) (allowed bool, port string) {
+	local = local.Unmap()
+	if local.IsLoopback() {
+		return true, ""
+	}
+	for _, k := range kernel {
+		if k.Loopback || !slices.Contains(k.Addrs, local) {
+			continue
+		}
+		port = PortName(kernel, k.Name)
+		for _, ifc := range cfg {
+			if ifc.Name == port {
+				return slices.Contains(ifc.AllowAccess, service), port
+			}
+		}
+		return true, port
+	}
+	return true, ""
+}
+
+// PingAllowed reports whether any configured interface allows ping. The
+// kernel answers echo requests for all interfaces or none, so ping is
+// answered when one interface allows it.
+func PingAllowed(cfg []config.Interface) bool {
+	if len(cfg) == 0 {
+		return true
+	}
+	for _, ifc := range cfg {
+		if slices.Contains(ifc.AllowAccess, "ping") {
+			return true
+		}
+	}
+	return false
+}
