@@ -1,10 +1,13 @@
 package main
 
 import (
+	"bufio"
 	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net"
+	"os/exec"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -14,7 +17,8 @@ import (
 )
 
 // Tests of settings that apply to the running appliance, without a
-// restart.
+// restart: `system dns` for MX lookups, and the SMTP listeners of
+// `mailsetting mail-server-settings`.
 
 // startDNS53 starts a test DNS server on port 53 of a loopback address of
 // its own (127.53.x.y): `system dns` takes an address, and the appliance
@@ -101,5 +105,113 @@ func TestGatewaySystemDNSAtRuntime(t *testing.T) {
 	}
 	if ev := g.cli("diagnose log event 100"); !strings.Contains(ev, "DNS servers for MX and reverse lookups: "+two.Addr()) {
 		t.Fatalf("event log lacks the DNS change:\n%s", ev)
+	}
+}
+
+// greets dials addr and returns the first reply line (a 220 greeting).
+func greets(addr string) (string, error) {
+	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		return "", err
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	line, err := bufio.NewReader(c).ReadString('\n')
+	if err == nil && !strings.HasPrefix(line, "220 ") {
+		err = fmt.Errorf("greeting %q", line)
+	}
+	return line, err
+}
+
+// waitListener waits until addr greets (open) or refuses connections.
+func waitListener(t *testing.T, addr string, open bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		_, err := greets(addr)
+		switch {
+		case open && err == nil:
+			return
+		case !open && errors.Is(err, syscall.ECONNREFUSED):
+			return
+		case time.Now().After(deadline):
+			t.Fatalf("%s: want open=%v, got %v", addr, open, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// smtpsHandshake runs openssl s_client against an implicit-TLS port and
+// returns its output: the handshake, then the greeting and the reply to
+// QUIT over TLS.
+func smtpsHandshake(t *testing.T, addr string) (string, error) {
+	t.Helper()
+	cmd := exec.Command("openssl", "s_client", "-connect", addr, "-brief", "-crlf", "-ign_eof")
+	cmd.Stdin = strings.NewReader("QUIT\n")
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+// TestGatewayListenersFollowConfiguration runs the appliance without port
+// overrides and changes `mailsetting mail-server-settings` over SSH: the
+// SMTPS and submission listeners close and open with their status, and
+// the SMTP listener moves with smtp-port.
+func TestGatewayListenersFollowConfiguration(t *testing.T) {
+	if _, err := exec.LookPath("openssl"); err != nil {
+		t.Fatal("openssl is required")
+	}
+	a := startFresh(t) // the dev profile's ports until the configuration moves them
+	g := &gateway{instance: a}
+	smtpPort, smtpsPort, msaPort, movedPort := freePort(t), freePort(t), freePort(t), freePort(t)
+	addr := func(p int) string { return "127.0.0.1:" + strconv.Itoa(p) }
+	settings := func(lines ...string) {
+		t.Helper()
+		g.configure(append(append([]string{"config mailsetting mail-server-settings"}, lines...), "end")...)
+	}
+	settings("set smtp-port "+strconv.Itoa(smtpPort), "set smtps-port "+strconv.Itoa(smtpsPort),
+		"set smtp-msa-port "+strconv.Itoa(msaPort))
+	for _, p := range []int{smtpPort, msaPort} {
+		waitListener(t, addr(p), true)
+	}
+	tlsWorks := func() {
+		t.Helper()
+		out, err := smtpsHandshake(t, addr(smtpsPort))
+		if err != nil || !strings.Contains(out, "Protocol version: TLSv1.3") || !strings.Contains(out, "220 ") || !strings.Contains(out, "221 ") {
+			t.Fatalf("SMTPS handshake on %d: %v\n%s", smtpsPort, err, out)
+		}
+	}
+	tlsWorks()
+
+	// SMTPS off: its port refuses connections; the others stay.
+	settings("set smtps-status disable")
+	waitListener(t, addr(smtpsPort), false)
+	if out, err := smtpsHandshake(t, addr(smtpsPort)); err == nil {
+		t.Fatalf("SMTPS handshake with smtps-status disabled:\n%s", out)
+	}
+	waitListener(t, addr(smtpPort), true)
+	// And on again.
+	settings("set smtps-status enable")
+	tlsWorks()
+
+	// Submission off and on.
+	settings("set smtp-msa-status disable")
+	waitListener(t, addr(msaPort), false)
+	waitListener(t, addr(smtpPort), true)
+	settings("set smtp-msa-status enable")
+	waitListener(t, addr(msaPort), true)
+
+	// smtp-port moves: the old port closes, the new one greets.
+	settings("set smtp-port " + strconv.Itoa(movedPort))
+	waitListener(t, addr(smtpPort), false)
+	if line, err := greets(addr(movedPort)); err != nil {
+		t.Fatalf("no greeting on the new SMTP port %d: %v", movedPort, err)
+	} else if !strings.Contains(line, "ESMTP") {
+		t.Fatalf("greeting %q", line)
+	}
+	// Mail is accepted there.
+	g.configure("config domain", "edit example.com", "set smtp-server 127.0.0.1", "next", "end")
+	out, code := swaks(t, "--server", addr(movedPort), "--from", "a@outside.example", "--to", "bob@example.com", "--quit-after", "RCPT")
+	if code != 0 || !strings.Contains(out, "250 2.1.5") {
+		t.Fatalf("RCPT on the moved port: %d\n%s", code, out)
 	}
 }
