@@ -5,6 +5,10 @@ import (
 	"reflect"
 	"regexp"
 	"sort"
+	"strings"
+	"time"
+
+	"mailgate/queue/retry"
 )
 
 // Validate checks the tree as a whole and returns every problem found, each
@@ -97,10 +101,8 @@ func Validate(c *Config, env *Env) error {
 		add("mailsetting queue: warning-time (%dh) must be shorter than max-time (%dh)", q.WarningTime, q.MaxTime)
 	}
 
-	if f := c.Mailsetting.StartTLS.Fallback; f == "next-retry" || f == "next-retry-any" {
-		if attempts := q.MaxTime * 60 / q.RetryInterval; attempts < 3 {
-			add("mailsetting queue: fallback %s alternates TLS and plain text and needs at least 3 attempts, but max-time %dh / retry-interval %dm allows %d", f, q.MaxTime, q.RetryInterval, attempts)
-		}
+	if msg := retryBudget(c.Mailsetting.StartTLS.Fallback, time.Duration(q.RetryInterval)*time.Minute, time.Duration(q.MaxTime)*time.Hour); msg != "" {
+		add("%s", msg)
 	}
 	if m := &c.Mailsetting.MailServerSettings; m.MaxConnectionsIP > m.MaxConnections {
 		add("mailsetting mail-server-settings: max-connections-per-ip (%d) exceeds max-connections (%d)", m.MaxConnectionsIP, m.MaxConnections)
@@ -146,4 +148,29 @@ func entryLabel(n *Node, v reflect.Value) string {
 		return ""
 	}
 	return " " + Quote(keyString(n, v))
+}
+
+// minAlternatingAttempts is what the fallback modes next-retry and
+// next-retry-any need: TLS, then plain text after a handshake failure,
+// then TLS again.
+const minAlternatingAttempts = 3
+
+// retryBudget checks that the queue's schedule gives an alternating
+// fallback mode enough attempts. It counts them with the queue's own
+// schedule (package retry): the first on receipt, the first retry after
+// at most five minutes, then one per interval, the last at the deadline.
+// It returns the problem, or "".
+func retryBudget(fallback string, interval, maxAge time.Duration) string {
+	if fallback != "next-retry" && fallback != "next-retry-any" {
+		return ""
+	}
+	var at []string
+	for t := range retry.Attempts(interval, maxAge) {
+		if at = append(at, t.String()); len(at) == minAlternatingAttempts {
+			return ""
+		}
+	}
+	return fmt.Sprintf("mailsetting queue: fallback %s alternates TLS and plain text and needs at least %d delivery attempts, "+
+		"but max-time %v with retry-interval %v allows only %d (at %s after receipt)",
+		fallback, minAlternatingAttempts, maxAge, interval, len(at), strings.Join(at, ", "))
 }

@@ -220,3 +220,23 @@ func TestSwitchMode(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// The alternating fallback modes accept any budget that gives 3 attempts
+// on the queue's real schedule (first retry after 5 minutes, one last
+// attempt at max-time): max-time 1h with retry-interval 30m gives 4 (0,
+// 5m, 35m, 1h), and even the longest interval gives 3 (0, 5m, 1h).
+func TestValidateRetryBudget(t *testing.T) {
+	for _, f := range []string{"next-retry", "next-retry-any"} {
+		for _, q := range []struct{ maxTime, interval int }{{1, 30}, {1, 20}, {1, 60}, {1, 1440}, {2, 1440}, {120, 15}} {
+			c := config.Factory(factoryOpts(false))
+			c.Mailsetting.StartTLS.Fallback = f
+			c.Mailsetting.Queue.MaxTime, c.Mailsetting.Queue.RetryInterval = q.maxTime, q.interval
+			if q.maxTime <= c.Mailsetting.Queue.WarningTime {
+				c.Mailsetting.Queue.WarningTime = 0
+			}
+			if err := config.Validate(c, testEnv()); err != nil {
+				t.Errorf("fallback %s, max-time %dh, retry-interval %dm: %v", f, q.maxTime, q.interval, err)
+			}
+		}
+	}
+}

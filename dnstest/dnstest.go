@@ -60,14 +60,36 @@ func Listen(host string) (*Server, error) {
 			lastErr = err
 			continue
 		}
-		s.addr = pc.LocalAddr().String()
-		s.udp = &dns.Server{PacketConn: pc, Handler: s}
-		s.tcp = &dns.Server{Listener: ln, Handler: s}
-		go s.udp.ActivateAndServe()
-		go s.tcp.ActivateAndServe()
+		s.serve(pc, ln)
 		return s, nil
 	}
 	return nil, fmt.Errorf("no port free for UDP and TCP: %w", lastErr)
+}
+
+// ListenAt starts a server at exactly addr ("127.0.0.53:53"), for code
+// that takes a server's address only and asks it on port 53 (binding a
+// port below 1024 needs root or CAP_NET_BIND_SERVICE). Close stops it.
+func ListenAt(addr string) (*Server, error) {
+	s := &Server{records: map[string][]dns.RR{}, servfail: map[string]bool{}, drop: map[string]bool{}}
+	pc, err := net.ListenPacket("udp", addr)
+	if err != nil {
+		return nil, err
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		pc.Close()
+		return nil, err
+	}
+	s.serve(pc, ln)
+	return s, nil
+}
+
+func (s *Server) serve(pc net.PacketConn, ln net.Listener) {
+	s.addr = pc.LocalAddr().String()
+	s.udp = &dns.Server{PacketConn: pc, Handler: s}
+	s.tcp = &dns.Server{Listener: ln, Handler: s}
+	go s.udp.ActivateAndServe()
+	go s.tcp.ActivateAndServe()
 }
 
 // Addr is the server's "127.0.0.1:port", for resolver configuration.

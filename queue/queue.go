@@ -69,6 +69,8 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 	bolterrors "go.etcd.io/bbolt/errors"
+
+	"mailgate/queue/retry"
 )
 
 // Defaults for zero Options fields and a zero Schedule.
@@ -79,8 +81,8 @@ const (
 	DefaultRetryInterval = 15 * time.Minute
 	DefaultMaxAge        = 120 * time.Hour
 	// FirstRetry bounds the wait after the first failed attempt of a
-	// recipient; later retries wait RetryInterval.
-	FirstRetry = 5 * time.Minute
+	// recipient; later retries wait RetryInterval (see package retry).
+	FirstRetry = retry.First
 )
 
 // Errors.

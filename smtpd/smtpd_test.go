@@ -181,15 +181,36 @@ end`)
 	e.waitEvent("STARTTLS=server, client=unknown[127.0.0.1], version=TLSv1.3, cipher=TLS_AES_128_GCM_SHA256, bits=128, verify=NONE, session=")
 }
 
+// TestSecureLevelClientCertificate: receive rules with TLS profiles of
+// level secure, checked with swaks (OpenSSL) as the client. Profile
+// partner (action fail) requires a client certificate verified against
+// the configured CAs, issued by the CA ca-name names, with a subject
+// matching cert-subject; profile strong (action tempfail) also requires
+// a 256-bit cipher.
 func TestSecureLevelClientCertificate(t *testing.T) {
 	t.Parallel()
+	id := testIdentity(t)
+	caName := caCommonName(t, id.CACertPEM)
+	// A second CA the appliance trusts, whose name is not ca-name.
+	otherCA, err := newForeignIdentity()
+	if err != nil {
+		t.Fatal(err)
+	}
 	cfg := testConfig(t, `
 config profile tls
   edit partner
     set level secure
     set action fail
+    set check-ca-name enable
+    set ca-name "`+caName+`"
     set check-cert-subject enable
     set cert-subject "*.partner.example"
+  next
+  edit strong
+    set level secure
+    set action tempfail
+    set check-encryption-strength enable
+    set encryption-strength 256
   next
 end
 config policy access-control receive
@@ -198,48 +219,82 @@ config policy access-control receive
     set tls-profile partner
     set action relay
   next
+  edit 2
+    set sender-pattern "*@strong.example"
+    set tls-profile strong
+    set action relay
+  next
 end`)
+	cfg.System.Certificate.CA = append(cfg.System.Certificate.CA, config.CACert{Name: "other", Certificate: string(otherCA.CACertPEM)})
 	e := newEnv(t, cfg)
-	id := testIdentity(t)
-	good, goodKey, err := id.Issue("mx.partner.example", nil, time.Now().Add(24*time.Hour), time.Now())
+	issue := func(issuer *cert.Identity, name string) [2][]byte {
+		t.Helper()
+		c, k, err := issuer.Issue(name, nil, time.Now().Add(24*time.Hour), time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return [2][]byte{c, k}
+	}
+	good := issue(id, "mx.partner.example")
+	wrong := issue(id, "mx.other.example")
+	otherIssuer := issue(otherCA, "mx.partner.example")
+	untrustedCA, err := newForeignIdentity()
 	if err != nil {
 		t.Fatal(err)
 	}
-	wrong, wrongKey, err := id.Issue("mx.other.example", nil, time.Now().Add(24*time.Hour), time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
-	other, err := newForeignIdentity()
-	if err != nil {
-		t.Fatal(err)
-	}
-	untrusted, untrustedKey, err := other.Issue("mx.partner.example", nil, time.Now().Add(24*time.Hour), time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
-	run := func(certPEM, keyPEM []byte) (string, error) {
-		args := []string{"--port", e.port(SMTP), "--tls", "--from", "a@partner.example", "--to", "x@elsewhere.example"}
-		if certPEM != nil {
-			args = append(args, "--tls-cert", writeFile(t, "c.pem", certPEM), "--tls-key", writeFile(t, "k.pem", keyPEM))
+	untrusted := issue(untrustedCA, "mx.partner.example")
+	run := func(from string, c *[2][]byte, extra ...string) (string, error) {
+		args := append([]string{"--port", e.port(SMTP), "--tls", "--from", from, "--to", "x@elsewhere.example"}, extra...)
+		if c != nil {
+			args = append(args, "--tls-cert", writeFile(t, "c.pem", c[0]), "--tls-key", writeFile(t, "k.pem", c[1]))
 		}
 		return swaks(t, args...)
 	}
-	out, err := run(good, goodKey)
+	out, err := run("a@partner.example", &good)
 	if err != nil {
 		t.Fatalf("verified partner refused: %v\n%s", err, out)
 	}
 	mustContain(t, out, "250 2.0.0 Ok: queued as")
 	e.waitEvent("verify=OK")
-	out, _ = run(nil, nil)
+	out, _ = run("a@partner.example", nil)
 	mustContain(t, out, "550 5.7.0 certificate not verified")
-	out, _ = run(untrusted, untrustedKey)
+	out, _ = run("a@partner.example", &untrusted)
 	mustContain(t, out, "550 5.7.0 certificate not verified")
 	e.waitEvent("verify=FAIL")
-	out, _ = run(wrong, wrongKey)
+	out, _ = run("a@partner.example", &wrong)
 	mustContain(t, out, `550 5.7.0 certificate subject "mx.other.example" does not match`)
-	if n := len(e.q.all()); n != 1 {
+	// Verified (the other CA is trusted) and the right subject, but
+	// issued by a CA whose name is not ca-name.
+	out, _ = run("a@partner.example", &otherIssuer)
+	mustContain(t, out, `550 5.7.0 certificate issuer "`+caCommonName(t, otherCA.CACertPEM)+`" does not match`)
+
+	// Cipher strength, in TLS 1.2 where the client chooses the suite:
+	// AES-256 passes, AES-128 is below the profile's 256 bits.
+	tls12 := func(cipher string) []string {
+		return []string{"--tls-protocol", "tlsv1_2", "--tls-cipher", cipher}
+	}
+	out, err = run("a@strong.example", &otherIssuer, tls12("ECDHE-ECDSA-AES256-GCM-SHA384")...)
+	if err != nil {
+		t.Fatalf("AES-256 refused: %v\n%s", err, out)
+	}
+	mustContain(t, out, "250 2.0.0 Ok: queued as")
+	e.waitEvent("version=TLSv1.2, cipher=TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384, bits=256, verify=OK")
+	out, _ = run("a@strong.example", &otherIssuer, tls12("ECDHE-ECDSA-AES128-GCM-SHA256")...)
+	mustContain(t, out, "454 4.7.0 cipher strength 128 bits is below 256")
+	e.waitEvent("cipher=TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, bits=128")
+	if n := len(e.q.all()); n != 2 {
 		t.Fatalf("queued %d", n)
 	}
+}
+
+// caCommonName is the subject common name of a PEM CA certificate.
+func caCommonName(t *testing.T, caPEM []byte) string {
+	t.Helper()
+	certs, err := cert.ParseChain(caPEM)
+	if err != nil || len(certs) == 0 {
+		t.Fatalf("CA certificate: %v", err)
+	}
+	return certs[0].Subject.CommonName
 }
 
 func TestSTARTTLSExclusion(t *testing.T) {

@@ -276,6 +276,101 @@ func waitCount(t *testing.T, what string, c *atomic.Int64, n int64, timeout time
 
 var loadIDRe = regexp.MustCompile(`X-Load-ID: (\S+)`)
 
+// sourceLoad is Postfix's smtp-source as the load client: one process per
+// client, each sending one message per session (-s 1, sessions one after
+// the other) to an address of its own numbered per message (-N:
+// "17bob+w3@example.com"). The verbose dialog (-v) of a process is then
+// in order, so it tells which message got a 250 after DATA; the sink's
+// X-Original-To header tells which message arrived. A process stops at
+// its first connection failure (when the appliance is killed).
+type sourceLoad struct {
+	mu    sync.Mutex
+	procs []*exec.Cmd
+	acked map[string]bool // recipient addresses
+
+	sent, ackedN atomic.Int64
+	wg           sync.WaitGroup
+}
+
+// origRcptRe finds the recipient of a message a Postfix sink delivered.
+var origRcptRe = regexp.MustCompile(`(?m)^X-Original-To: (\S+)`)
+
+// startSourceLoad starts clients smtp-source processes sending to
+// local+wN@domain through server until stop or their first failure.
+func startSourceLoad(t *testing.T, server, local, domain string, clients int) *sourceLoad {
+	t.Helper()
+	bin, err := exec.LookPath("smtp-source")
+	if err != nil {
+		if bin, err = exec.LookPath("/usr/sbin/smtp-source"); err != nil {
+			t.Fatal("Postfix's smtp-source is required for these tests (make test-deps installs it)")
+		}
+	}
+	l := &sourceLoad{acked: map[string]bool{}}
+	for w := range clients {
+		cmd := exec.Command(bin, "-v", "-N", "-s", "1", "-m", "1000000", "-f", "load@outside.example",
+			"-t", fmt.Sprintf("%s+w%d@%s", local, w, domain), server)
+		out, err := cmd.StderrPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		l.procs = append(l.procs, cmd)
+		l.wg.Add(1)
+		go func() {
+			defer l.wg.Done()
+			l.read(out)
+			cmd.Wait()
+		}()
+	}
+	t.Cleanup(l.stop)
+	return l
+}
+
+// read follows one process's dialog.
+func (l *sourceLoad) read(r io.Reader) {
+	sc := bufio.NewScanner(r)
+	rcpt, dataSent := "", false
+	for sc.Scan() {
+		_, line, _ := strings.Cut(sc.Text(), ": ") // "/usr/sbin/smtp-source: RCPT TO:<...>"
+		switch {
+		case strings.HasPrefix(line, "RCPT TO:<"):
+			rcpt = strings.ToLower(strings.TrimSuffix(strings.TrimPrefix(line, "RCPT TO:<"), ">"))
+			l.sent.Add(1)
+		case line == ".":
+			dataSent = true
+		case dataSent && strings.HasPrefix(line, "<<< "):
+			dataSent = false
+			if strings.HasPrefix(line, "<<< 250 ") {
+				l.mu.Lock()
+				l.acked[rcpt] = true
+				l.mu.Unlock()
+				l.ackedN.Add(1)
+			}
+		}
+	}
+}
+
+// stop ends the processes still running and waits for their output.
+func (l *sourceLoad) stop() {
+	for _, p := range l.procs {
+		p.Process.Kill() // an error: it has exited already
+	}
+	l.wg.Wait()
+}
+
+// ackedIDs returns the addresses of the acknowledged messages.
+func (l *sourceLoad) ackedIDs() map[string]bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	out := make(map[string]bool, len(l.acked))
+	for id := range l.acked {
+		out[id] = true
+	}
+	return out
+}
+
 // sinkMessages returns a function listing the messages a Postfix sink
 // holds, reading each file once (delivered files never change).
 func sinkMessages(sink *postfixtest.Instance) func() []string {
@@ -306,12 +401,19 @@ func sinkMessages(sink *postfixtest.Instance) func() []string {
 // of duplicate deliveries (of any ID).
 func waitDelivered(t *testing.T, msgs func() []string, acked map[string]bool, timeout time.Duration) int {
 	t.Helper()
+	return waitDeliveredBy(t, loadIDRe, msgs, acked, timeout)
+}
+
+// waitDeliveredBy is waitDelivered with the message's ID found by idRe
+// (its first submatch, compared in lower case).
+func waitDeliveredBy(t *testing.T, idRe *regexp.Regexp, msgs func() []string, acked map[string]bool, timeout time.Duration) int {
+	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for {
 		seen := map[string]int{}
 		for _, m := range msgs() {
-			if sm := loadIDRe.FindStringSubmatch(m); sm != nil {
-				seen[sm[1]]++
+			if sm := idRe.FindStringSubmatch(m); sm != nil {
+				seen[strings.ToLower(sm[1])]++
 			}
 		}
 		var missing []string

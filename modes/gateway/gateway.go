@@ -16,9 +16,13 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
+
+	"github.com/miekg/dns"
 
 	"mailgate/admin"
 	"mailgate/cert"
@@ -38,20 +42,25 @@ type Options struct {
 	SMTPPort, SMTPSPort, MSAPort int
 	// DNSServers overrides `system dns` (host:port), for test networks.
 	DNSServers []string
+	// ResolvConf is where the name servers come from when `system dns`
+	// sets none (default /etc/resolv.conf).
+	ResolvConf string
 	// MXPort overrides port 25 for MX deliveries, for test networks.
 	MXPort int
 }
 
 // Mode is running gateway mode.
 type Mode struct {
-	opt  Options
-	svc  *admin.Service
-	q    *queue.Queue
-	dlv  *delivery.Deliverer
-	smtp *smtpd.Server
+	opt      Options
+	svc      *admin.Service
+	q        *queue.Queue
+	dlv      *delivery.Deliverer
+	smtp     *smtpd.Server
+	resolver *delivery.Resolver
 
 	mu        sync.Mutex
 	listeners map[smtpd.Kind]*listener
+	dns       []string // the resolver's servers, as last applied
 	closed    bool
 	wg        sync.WaitGroup
 }
@@ -67,7 +76,9 @@ func Start(o Options) (*Mode, error) {
 	cfg := func() *config.Config { c, _ := m.svc.Config(); return c }
 	hostname := func() string { return cfg().System.Global.Hostname }
 	logs := m.svc.Log()
-	resolver := delivery.NewResolver(m.dnsServers(cfg()))
+	m.dns = m.dnsServers(cfg())
+	resolver := delivery.NewResolver(m.dns)
+	m.resolver = resolver
 	m.dlv = delivery.New(delivery.Options{
 		Config:   cfg,
 		Resolver: resolver,
@@ -166,6 +177,8 @@ func forwardConfirmed(ctx context.Context, r *delivery.Resolver, ip netip.Addr) 
 	return "", nil
 }
 
+// dnsServers returns the name servers for c: the override of this run,
+// else `system dns`, else those of resolv.conf.
 func (m *Mode) dnsServers(c *config.Config) []string {
 	if len(m.opt.DNSServers) > 0 {
 		return m.opt.DNSServers
@@ -176,7 +189,28 @@ func (m *Mode) dnsServers(c *config.Config) []string {
 			out = append(out, net.JoinHostPort(s, "53"))
 		}
 	}
-	return out // empty: resolv.conf
+	if len(out) > 0 {
+		return out
+	}
+	path := m.opt.ResolvConf
+	if path == "" {
+		path = "/etc/resolv.conf"
+	}
+	return resolvConfServers(path)
+}
+
+// resolvConfServers returns the name servers (host:port) of a resolv.conf
+// file; none when it cannot be read.
+func resolvConfServers(path string) []string {
+	cc, err := dns.ClientConfigFromFile(path)
+	if err != nil {
+		return nil
+	}
+	var out []string
+	for _, s := range cc.Servers {
+		out = append(out, net.JoinHostPort(s, cc.Port))
+	}
+	return out
 }
 
 // roots is the CA store for verified TLS: the system's roots plus the
@@ -198,8 +232,10 @@ func roots(c *config.Config) *x509.CertPool {
 	return pool
 }
 
-// Apply opens, moves or closes listeners to match c.
+// Apply brings the running services in line with c: the name servers of
+// MX and reverse DNS lookups, and the listeners (opened, moved or closed).
 func (m *Mode) Apply(c *config.Config) error {
+	dnsServers := m.dnsServers(c)
 	ms := &c.Mailsetting.MailServerSettings
 	want := map[smtpd.Kind]int{smtpd.SMTP: pick(m.opt.SMTPPort, ms.SMTPPort)}
 	if ms.SMTPSStatus {
@@ -212,6 +248,11 @@ func (m *Mode) Apply(c *config.Config) error {
 	defer m.mu.Unlock()
 	if m.closed {
 		return errors.New("gateway mode is stopped")
+	}
+	if !slices.Equal(dnsServers, m.dns) {
+		m.dns = dnsServers
+		m.resolver.SetServers(dnsServers)
+		m.svc.Log().Logf(eventlog.Notice, "delivery", "DNS servers for MX and reverse lookups: %s", strings.Join(m.resolver.Servers(), ", "))
 	}
 	var errs []error
 	for k, l := range m.listeners {
