@@ -54,7 +54,7 @@ func (g *accessGuard) kernel() []policy.KernelInterface {
 // event log).
 func (g *accessGuard) allow(c net.Conn, service string) bool {
 	local, ok := addrOf(c.LocalAddr())
-	if !ok {
+	if !ok || local.IsLoopback() {
 		return true
 	}
 	allowed, port := policy.InterfaceAccess(g.config().System.Interface, g.kernel(), local, service)

@@ -213,7 +213,7 @@ func (a *Appliance) applyMode(c *config.Config) error {
 	case "gateway":
 		m, err := gateway.Start(gateway.Options{DataDir: a.opt.DataDir, Service: a.svc, ListenHost: a.opt.ListenHost,
 			SMTPPort: a.opt.SMTPPort, SMTPSPort: a.opt.SMTPSPort, MSAPort: a.opt.MSAPort,
-			DNSServers: a.opt.DNSServers, MXPort: a.opt.MXPort})
+			DNSServers: a.opt.DNSServers, MXPort: a.opt.MXPort, Guard: a.guard.Listener})
 		if err != nil {
 			return fmt.Errorf("gateway mode: %w", err)
 		}

@@ -47,6 +47,9 @@ type Options struct {
 	ResolvConf string
 	// MXPort overrides port 25 for MX deliveries, for test networks.
 	MXPort int
+	// Guard, when set, wraps each mail listener, for the interfaces'
+	// allowaccess smtp (the appliance's access guard).
+	Guard func(ln net.Listener, service string) net.Listener
 }
 
 // Mode is running gateway mode.
@@ -272,10 +275,14 @@ func (m *Mode) Apply(c *config.Config) error {
 			continue
 		}
 		m.listeners[k] = &listener{addr: addr, ln: ln}
+		serve := ln
+		if m.opt.Guard != nil {
+			serve = m.opt.Guard(ln, "smtp")
+		}
 		m.wg.Add(1)
 		go func(k smtpd.Kind) {
 			defer m.wg.Done()
-			m.smtp.Serve(ln, k)
+			m.smtp.Serve(serve, k)
 		}(k)
 	}
 	return errors.Join(errs...)

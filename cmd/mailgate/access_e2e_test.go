@@ -1,0 +1,156 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/rand"
+	"crypto/tls"
+	"encoding/hex"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"mailgate/postfixtest"
+	"mailgate/sshtest"
+)
+
+// testNetns makes a network namespace joined to this one by a veth pair:
+// the namespace's end (its only interface besides lo, so port1 for an
+// appliance running inside) has applianceIP, this end hostIP. Creating
+// namespaces needs root, as `make test` has.
+func testNetns(t *testing.T) (ns, applianceIP, hostIP string) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Fatal("network namespaces need root (ip netns add): run make test as root")
+	}
+	b := make([]byte, 3)
+	rand.Read(b)
+	id := hex.EncodeToString(b)
+	ns, host, inside := "mgt"+id, "mgh"+id, "mgn"+id
+	net3 := 16 + int(b[0])%200
+	applianceIP, hostIP = fmt.Sprintf("10.231.%d.1", net3), fmt.Sprintf("10.231.%d.2", net3)
+	ip := func(args ...string) {
+		t.Helper()
+		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
+			t.Fatalf("ip %v: %v\n%s", args, err, out)
+		}
+	}
+	ip("netns", "add", ns)
+	t.Cleanup(func() { exec.Command("ip", "netns", "del", ns).Run() })
+	ip("link", "add", host, "type", "veth", "peer", "name", inside)
+	t.Cleanup(func() { exec.Command("ip", "link", "del", host).Run() })
+	ip("link", "set", inside, "netns", ns)
+	ip("addr", "add", hostIP+"/30", "dev", host)
+	ip("link", "set", host, "up")
+	ip("-n", ns, "addr", "add", applianceIP+"/30", "dev", inside)
+	ip("-n", ns, "link", "set", inside, "up")
+	ip("-n", ns, "link", "set", "lo", "up")
+	return ns, applianceIP, hostIP
+}
+
+// `system interface … allowaccess` decides which services answer on an
+// interface: the appliance runs in a namespace whose one interface is
+// port1, and the test reaches it over a veth pair.
+func TestAllowAccessPerInterface(t *testing.T) {
+	ns, addr, hostIP := testNetns(t)
+	bin := buildBinary(t)
+	sshPort, webPort, smtpPort := freePort(t), freePort(t), freePort(t)
+	cmd := exec.Command("ip", "netns", "exec", ns, bin, "-profile", "dev", "-data", filepath.Join(t.TempDir(), "data"),
+		"-ssh-port", strconv.Itoa(sshPort), "-https-port", strconv.Itoa(webPort), "-smtp-port", strconv.Itoa(smtpPort), "-manage-icmp")
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL); cmd.Wait() })
+	at := func(port int) string { return net.JoinHostPort(addr, strconv.Itoa(port)) }
+	for _, p := range []int{sshPort, webPort, smtpPort} {
+		if err := postfixtest.WaitListening(at(p), 20*time.Second); err != nil {
+			t.Fatalf("appliance in the namespace: %v\n%s", err, out.String())
+		}
+	}
+	client := sshtest.New(t, sshPort)
+	client.SetFirstPassword(addr, newPassword)
+	admin := "admin@" + addr
+
+	web := func() error {
+		c, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", at(webPort), &tls.Config{InsecureSkipVerify: true})
+		if err == nil {
+			c.Close()
+		}
+		return err
+	}
+	smtpGreeting := func() string {
+		c, err := net.DialTimeout("tcp", at(smtpPort), 5*time.Second)
+		if err != nil {
+			return err.Error()
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		l, err := bufio.NewReader(c).ReadString('\n')
+		if err != nil {
+			return err.Error()
+		}
+		return l
+	}
+	ping := func() bool {
+		return exec.Command("ping", "-c", "1", "-W", "2", addr).Run() == nil
+	}
+	set := func(services string) {
+		t.Helper()
+		if o, code := client.Run(newPassword, "config system interface\nedit port1\nset allowaccess "+services+"\nnext\nend\n", admin); code != 0 {
+			t.Fatalf("set allowaccess %s: %d\n%s", services, code, o)
+		}
+	}
+
+	// The factory allows everything.
+	if err := web(); err != nil {
+		t.Fatalf("web UI: %v", err)
+	}
+	if g := smtpGreeting(); !strings.HasPrefix(g, "220 ") {
+		t.Fatalf("SMTP greeting %q", g)
+	}
+	if !ping() {
+		t.Fatal("no answer to ping")
+	}
+
+	// Without https and ping: the web UI's connections are closed at once
+	// and ping goes unanswered; SSH and SMTP still answer.
+	set("ssh smtp")
+	if err := web(); err == nil {
+		t.Fatal("web UI reachable without https in allowaccess")
+	}
+	if g := smtpGreeting(); !strings.HasPrefix(g, "220 ") {
+		t.Fatalf("SMTP greeting %q", g)
+	}
+	if ping() {
+		t.Fatal("ping answered without ping in allowaccess")
+	}
+	events, _ := client.Run(newPassword, "", admin, "diagnose log event 20 refused")
+	if !strings.Contains(events, "https connection from "+hostIP+" refused on port1: not in its allowaccess") {
+		t.Fatalf("no event for the refused connection:\n%s", events)
+	}
+
+	// Without smtp: the mail port gives no greeting.
+	set("ssh https ping")
+	if g := smtpGreeting(); strings.HasPrefix(g, "220") {
+		t.Fatalf("SMTP greeting %q without smtp in allowaccess", g)
+	}
+	if err := web(); err != nil || !ping() {
+		t.Fatalf("web UI (%v) or ping not back", err)
+	}
+
+	// Without ssh: the CLI is closed to this interface.
+	set("https smtp")
+	if o, code := client.Run(newPassword, "", admin, "get system status"); code == 0 {
+		t.Fatalf("SSH served without ssh in allowaccess:\n%s", o)
+	}
+}
