@@ -384,15 +384,9 @@ func startAuthServer(t *testing.T, user, pass string, tlsConf *tls.Config, mod .
 	for _, m := range mod {
 		m(a.server)
 	}
-	var ln net.Listener
-	var err error
+	ln := listen(t, "127.0.0.1")
 	if tlsConf != nil {
-		ln, err = tls.Listen("tcp", "127.0.0.1:0", tlsConf)
-	} else {
-		ln, err = net.Listen("tcp", "127.0.0.1:0")
-	}
-	if err != nil {
-		t.Fatal(err)
+		ln = tls.NewListener(ln, tlsConf)
 	}
 	a.addr = ln.Addr().String()
 	go a.server.Serve(trackListener{ln, a})
@@ -521,11 +515,7 @@ func TestProtectedDomain(t *testing.T) {
 	f.dns.AddA("mail.corp.test", deadIP)
 
 	// A primary that refuses with 421 at the greeting.
-	busy, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer busy.Close()
+	busy := listen(t, "127.0.0.1")
 	go func() {
 		for {
 			c, err := busy.Accept()
@@ -602,11 +592,7 @@ func TestProtectedDomain(t *testing.T) {
 
 func TestContextCancel(t *testing.T) {
 	f := peers(t)
-	mute, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer mute.Close()
+	mute := listen(t, "127.0.0.1")
 	var conns []net.Conn
 	var mu sync.Mutex
 	go func() {

@@ -155,6 +155,29 @@ func sharedPort(ips ...string) (int, error) {
 	return 0, fmt.Errorf("no port free on %v", ips)
 }
 
+// listen opens a TCP listener for a test server on ip, at a port from
+// postfixtest.FreePort (another caller may take a port between the check
+// and the bind: try again then). The listener is closed when the test
+// ends.
+func listen(t testing.TB, ip string) net.Listener {
+	t.Helper()
+	var lastErr error
+	for range 20 {
+		p, err := postfixtest.FreePort(ip)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ln, err := net.Listen("tcp", net.JoinHostPort(ip, strconv.Itoa(p)))
+		if err == nil {
+			t.Cleanup(func() { ln.Close() })
+			return ln
+		}
+		lastErr = err
+	}
+	t.Fatalf("no free port on %s: %v", ip, lastErr)
+	return nil
+}
+
 // logLines collects a deliverer's log.
 type logLines struct {
 	mu    sync.Mutex
