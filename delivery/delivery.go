@@ -625,7 +625,8 @@ func (st *run) connect(h hop, ap netip.AddrPort, key poolKey, relay string, want
 		// their profile, the others by the fallback mode.
 		what := map[tlsOutcome]string{tlsRefused: "STARTTLS refused", tlsHandshake: "TLS handshake failed", tlsAfter: "EHLO after STARTTLS failed"}[out]
 		reason := fmt.Sprintf("%s: %v", what, tlsErr)
-		flag := (fallback == "next-retry" && out == tlsHandshake) || fallback == "next-retry-any"
+		// SMTPS has no plain text to fall back to, now or next time.
+		flag := !h.smtps && ((fallback == "next-retry" && out == tlsHandshake) || fallback == "next-retry-any")
 		continuePlain := false
 		for _, pl := range plans {
 			if st.done[pl.i] {
@@ -644,12 +645,15 @@ func (st *run) connect(h hop, ap netip.AddrPort, key poolKey, relay string, want
 				a.add(pl.i, r)
 				continue
 			}
-			if fallback == "plain" {
+			if fallback == "plain" && !h.smtps {
 				continuePlain = true
 				continue
 			}
 			r := queue.Result{Status: queue.TempFail, Code: 451, Enhanced: "4.7.5", Host: relay,
 				Text: fmt.Sprintf("%s (%s, STARTTLS fallback %s)", reason, relay, fallback)}
+			if h.smtps {
+				r.Text = fmt.Sprintf("TLS handshake with %s failed: %v", relay, tlsErr)
+			}
 			st.deferTo(pl.i, r)
 			if flag {
 				st.tlsFail[pl.i] = true
@@ -719,7 +723,7 @@ func (st *run) open(h hop, ap netip.AddrPort, relay, helo string, wantTLS bool, 
 	}
 	if h.smtps {
 		if err := c.handshake(st.ctx, tcfg); err != nil {
-			return bad(localFail(queue.TempFail, 451, "4.7.5", "TLS handshake with %s failed: %v", relay, err))
+			return c, tlsHandshake, err, nil // judged by the recipients' profiles
 		}
 		out = tlsUp
 	}

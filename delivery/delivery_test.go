@@ -640,3 +640,71 @@ func TestInvalidAddresses(t *testing.T) {
 	want(t, res[0], queue.Delivered, 250, "2.0.0", "queued as")
 	want(t, res[1], queue.PermFail, 553, "5.1.3", "invalid recipient")
 }
+
+// brokenSMTPS is an implicit-TLS next hop whose every handshake fails
+// (the server has no certificate to offer); it returns the port.
+func brokenSMTPS(t *testing.T) int {
+	t.Helper()
+	ln := tls.NewListener(listen(t, "127.0.0.1"), &tls.Config{
+		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return nil, errors.New("no certificate here") },
+	})
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				c.SetDeadline(time.Now().Add(5 * time.Second))
+				c.(*tls.Conn).Handshake()
+				c.Close()
+			}()
+		}
+	}()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// A failed handshake with an SMTPS next hop follows the TLS profile of
+// the delivery rule like a failed STARTTLS: action fail bounces at once,
+// tempfail defers; without a profile that requires TLS it defers (there
+// is no plain text to fall back to, and nothing for next-retry to
+// alternate with).
+func TestSMTPSHandshakeFailure(t *testing.T) {
+	f := peers(t)
+	port := brokenSMTPS(t)
+	for _, c := range []struct {
+		level, action, fallback string
+		status                  queue.Status
+		code                    int
+		enh, text, log          string
+	}{
+		{"encrypt", "fail", "plain", queue.PermFail, 550, "5.7.0", "TLS required, but TLS handshake failed", "status=bounced (550 5.7.0 TLS required"},
+		{"secure", "fail", "none", queue.PermFail, 550, "5.7.0", "TLS required, but TLS handshake failed", "status=bounced (550 5.7.0 TLS required"},
+		{"encrypt", "tempfail", "plain", queue.TempFail, 454, "4.7.0", "TLS required, but TLS handshake failed", "status=deferred (454 4.7.0 TLS required"},
+		{"secure", "tempfail", "next-retry", queue.TempFail, 454, "4.7.0", "TLS required, but TLS handshake failed", "status=deferred (454 4.7.0 TLS required"},
+		{"", "", "plain", queue.TempFail, 451, "4.7.5", "TLS handshake with 127.0.0.1[127.0.0.1]", "status=deferred (451 4.7.5 TLS handshake with"},
+		{"preferred", "fail", "next-retry-any", queue.TempFail, 451, "4.7.5", "TLS handshake with 127.0.0.1[127.0.0.1]", "status=deferred (451 4.7.5 TLS handshake with"},
+	} {
+		name := c.level + "-" + c.action + "-" + c.fallback
+		t.Run(name, func(t *testing.T) {
+			cfg := config.New()
+			cfg.Domain = []config.Domain{{Name: "smtps.test", RelayType: "host", SMTPServer: "127.0.0.1", SMTPPort: port, SMTPS: true}}
+			cfg.Mailsetting.StartTLS.Fallback = c.fallback
+			if c.level != "" {
+				cfg.Profile.TLS = []config.TLSProfile{{Name: "p", Level: c.level, Action: c.action, MinSSLVersion: "tls1_2"}}
+				cfg.Policy.AccessControl.Delivery = []config.DeliveryRule{{ID: 1, Status: true, SenderPattern: "*",
+					RecipientPattern: "*", DestinationIPMask: "0.0.0.0/0", TLSProfile: "p"}}
+			}
+			d, logs := newDeliverer(t, f, cfg, nil)
+			r := deliver(t, d, newJob("smtps-broken-"+name, "s@x.example", "smtps.test", "u@smtps.test"))[0]
+			want(t, r, c.status, c.code, c.enh, c.text)
+			if r.TLSHandshakeFailed {
+				t.Errorf("flagged for a plain text retry: %s", fmtResult(r))
+			}
+			line := logs.last()
+			if len(logs.all()) != 1 || !strings.Contains(line, "tls=failed (TLS handshake failed") || !strings.Contains(line, c.log) {
+				t.Fatalf("log %q", logs.all())
+			}
+		})
+	}
+}
