@@ -279,6 +279,22 @@ func arrivedTLS(t *testing.T, sink *postfixtest.Instance, r queue.Result, token 
 	return s.TLS != ""
 }
 
+// endedSessionOf waits until sink logs the end of the session that
+// received queue id qid, and returns it (with its command counts).
+func endedSessionOf(t *testing.T, sink *postfixtest.Instance, qid string) postfixtest.Session {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if s, ok := sink.SessionOf(qid); ok && s.Stats != "" {
+			return s
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the session of %s did not end within 10s", qid)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 func statusName(s queue.Status) string {
 	switch s {
 	case queue.Delivered:

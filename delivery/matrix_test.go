@@ -20,6 +20,9 @@ type step struct {
 	log       []string // in the log line
 	delivered bool
 	overTLS   bool
+	// noSTARTTLS: the session that delivered the message never sent
+	// STARTTLS (the peer's count of commands shows none).
+	noSTARTTLS bool
 }
 
 // TestTLSMatrix delivers to real Postfix peers with each delivery TLS
@@ -40,13 +43,20 @@ func TestTLSMatrix(t *testing.T) {
 		}
 		return p
 	}
+	actionFail := func(p *config.TLSProfile) { p.Action = "fail" }
 	levels := []level{
 		{name: "no-profile"},
+		{name: "none", profile: prof("none", nil)},
 		{name: "preferred", profile: prof("preferred", nil)},
 		{name: "encrypt", profile: prof("encrypt", nil)},
+		{name: "encrypt-fail", profile: prof("encrypt", actionFail)},
 		{name: "secure", profile: prof("secure", func(p *config.TLSProfile) {
 			p.CheckCAName, p.CAName = true, "*Mailgate Test CA*"
 			p.CheckCertSubject, p.CertSubject = true, "mx.tls.test"
+		})},
+		{name: "secure-fail", profile: prof("secure", func(p *config.TLSProfile) {
+			p.Action = "fail"
+			p.CheckCAName, p.CAName = true, "*Mailgate Test CA*"
 		})},
 		{name: "secure-wrong-ca", profile: prof("secure", nil), roots: f.otherCA.Pool()},
 		{name: "secure-subject-mismatch", profile: prof("secure", func(p *config.TLSProfile) {
@@ -71,6 +81,7 @@ func TestTLSMatrix(t *testing.T) {
 					d, logs := newDeliverer(t, f, cfg, lv.roots)
 					want := expectMatrix(lv.name, fb, peer)
 					preferPlain := false
+					var noSTARTTLS []string // queue ids of sessions that must not have tried STARTTLS
 					for n, w := range want {
 						token := fmt.Sprintf("matrix-%s-%s-%s-%d", lv.name, fb, peer, n+1)
 						job := newJob(token, "sender@mailgate.test", peer+".test", "user@"+peer+".test")
@@ -101,12 +112,23 @@ func TestTLSMatrix(t *testing.T) {
 							if w.overTLS != (r.TLS != "") {
 								t.Errorf("attempt %d: Result.TLS = %q", n+1, r.TLS)
 							}
+							if w.noSTARTTLS {
+								noSTARTTLS = append(noSTARTTLS, postfixtest.QueueID(r.Text))
+							}
 						} else if sink.HasMessage(token) {
 							t.Errorf("attempt %d: message arrived although the attempt failed", n+1)
 						}
 						// The queue asks for plain text after a flagged failure,
 						// and for TLS again after that.
 						preferPlain = r.TLSHandshakeFailed && !preferPlain
+					}
+					if len(noSTARTTLS) > 0 {
+						d.Close() // the peer logs a session's commands when it ends
+						for _, qid := range noSTARTTLS {
+							if s := endedSessionOf(t, peerSinks[peer], qid); strings.Contains(s.Stats, "starttls") {
+								t.Errorf("STARTTLS sent in the session of %s: %s", qid, s.Stats)
+							}
+						}
 					}
 				})
 			}
@@ -117,7 +139,14 @@ func TestTLSMatrix(t *testing.T) {
 // expectMatrix is the specified behaviour for a level, fallback mode and
 // peer, one step per attempt.
 func expectMatrix(level, fallback, peer string) []step {
-	required := level == "encrypt" || strings.HasPrefix(level, "secure")
+	required := strings.HasPrefix(level, "encrypt") || strings.HasPrefix(level, "secure")
+	if level == "none" {
+		// STARTTLS is never tried, whatever the peer offers and whatever
+		// the fallback mode.
+		s := step{status: queue.Delivered, code: 250, text: "queued as", delivered: true, noSTARTTLS: true,
+			log: []string{"tls=none (reason: disabled by TLS profile)", "status=sent (250 2.0.0 Ok: queued as"}}
+		return []step{s}
+	}
 	tlsOK := step{status: queue.Delivered, code: 250, text: "queued as", delivered: true, overTLS: true,
 		log: []string{"STARTTLS=client", "version=TLSv1.3", "verify=OK", "cipher=TLS_", "bits=", "status=sent (250 2.0.0 Ok: queued as"}}
 	plainOK := func(reason string) step {
@@ -125,6 +154,10 @@ func expectMatrix(level, fallback, peer string) []step {
 			log: []string{"tls=none (reason: " + reason, "status=sent (250 2.0.0 Ok: queued as"}}
 	}
 	profileFail := func(text string, log ...string) []step {
+		if strings.HasSuffix(level, "-fail") {
+			// action fail: bounced at once.
+			return []step{{status: queue.PermFail, code: 550, text: text, log: append(log, "status=bounced (550 5.7.0")}}
+		}
 		s := step{status: queue.TempFail, code: 454, text: text, log: append(log, "status=deferred (454 4.7.0")}
 		return []step{s, s} // not flagged: the next attempt is the same
 	}
