@@ -178,6 +178,71 @@ func listen(t testing.TB, ip string) net.Listener {
 	return nil
 }
 
+// proxy is a TCP proxy in front of a peer that counts the connections
+// it accepts.
+type proxy struct {
+	port int
+	mu   sync.Mutex
+	n    int
+}
+
+// countingProxy forwards connections on a port of 127.0.0.1 to target
+// until the test ends.
+func countingProxy(t testing.TB, target string) *proxy {
+	t.Helper()
+	ln := listen(t, "127.0.0.1")
+	p := &proxy{port: ln.Addr().(*net.TCPAddr).Port}
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var open []net.Conn
+	t.Cleanup(func() {
+		ln.Close()
+		mu.Lock()
+		for _, c := range open {
+			c.Close()
+		}
+		mu.Unlock()
+		wg.Wait()
+	})
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			p.mu.Lock()
+			p.n++
+			p.mu.Unlock()
+			up, err := net.Dial("tcp", target)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			mu.Lock()
+			open = append(open, c, up)
+			mu.Unlock()
+			wg.Add(2)
+			pipe := func(dst, src net.Conn) {
+				defer wg.Done()
+				io.Copy(dst, src)
+				dst.Close()
+				src.Close()
+			}
+			go pipe(up, c)
+			go pipe(c, up)
+		}
+	}()
+	return p
+}
+
+func (p *proxy) accepted() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.n
+}
+
 // logLines collects a deliverer's log.
 type logLines struct {
 	mu    sync.Mutex

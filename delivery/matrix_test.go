@@ -297,3 +297,46 @@ end
 		}
 	}
 }
+
+// TestPlainFallbackSameConnection: with fallback plain, a STARTTLS that
+// the peer answers with an error reply leaves the connection usable, and
+// the message goes over that same connection: a counting proxy in front
+// of the peer sees one connection, and the peer's session that received
+// the message is the one in which STARTTLS failed. A failed handshake
+// leaves nothing usable: then a second, plain connection carries it.
+func TestPlainFallbackSameConnection(t *testing.T) {
+	f := peers(t)
+	for _, c := range []struct {
+		peer  string
+		sink  *postfixtest.Instance
+		conns int
+		stats string // in the peer's command counts of the message's session
+		log   string
+	}{
+		{"refuse", f.refuse, 1, "ehlo=1 starttls=0/1 mail=1", "tls=none (reason: fallback to plain after STARTTLS refused: 454 4.7.0"},
+		{"broken", f.broken, 2, "ehlo=1 mail=1", "tls=none (reason: fallback to plain after TLS handshake failed"},
+	} {
+		t.Run(c.peer, func(t *testing.T) {
+			proxy := countingProxy(t, c.sink.Addr)
+			cfg := config.New()
+			cfg.Mailsetting.StartTLS.Fallback = "plain"
+			cfg.Domain = []config.Domain{{Name: c.peer + ".test", RelayType: "host", SMTPServer: "127.0.0.1", SMTPPort: proxy.port}}
+			d, logs := newDeliverer(t, f, cfg, nil)
+			token := "same-conn-" + c.peer
+			r := deliver(t, d, newJob(token, "s@mailgate.test", c.peer+".test", "u@"+c.peer+".test"))[0]
+			if r.Status != queue.Delivered || !strings.Contains(logs.last(), c.log) {
+				t.Fatalf("%s; %s", fmtResult(r), logs.last())
+			}
+			if arrivedTLS(t, c.sink, r, token) {
+				t.Fatal("arrived over TLS")
+			}
+			if n := proxy.accepted(); n != c.conns {
+				t.Fatalf("%d connections to the peer, want %d", n, c.conns)
+			}
+			d.Close()
+			if s := endedSessionOf(t, c.sink, postfixtest.QueueID(r.Text)); !strings.Contains(s.Stats, c.stats) {
+				t.Fatalf("the session that carried the message: %s, want %s", s.Stats, c.stats)
+			}
+		})
+	}
+}
