@@ -28,7 +28,7 @@ type fixture struct {
 	ca      *postfixtest.CA // issued the TLS sink's certificate
 	otherCA *postfixtest.CA // trusted by nobody
 	plain   *postfixtest.Instance
-	tls     *postfixtest.Instance
+	tls     *postfixtest.Instance // rejects busy@tls.test (450) and sender busy@mailgate.test (451 at MAIL)
 	broken  *postfixtest.Instance
 	refuse  *postfixtest.Instance
 }
@@ -93,7 +93,9 @@ func startFixture() (*fixture, error) {
 	starts := []start{
 		{&f.plain, postfixtest.SinkOptions{Listen: plainIP, Hostname: "mx.plain.test",
 			RejectRcpt: map[string]string{"bad@plain.test": "550 5.1.1 No such user", "busy@plain.test": "450 4.2.1 Mailbox busy"}}},
-		{&f.tls, postfixtest.SinkOptions{Listen: tlsIP, Hostname: "mx.tls.test", TLSCertPEM: certPEM, TLSKeyPEM: keyPEM}},
+		{&f.tls, postfixtest.SinkOptions{Listen: tlsIP, Hostname: "mx.tls.test", TLSCertPEM: certPEM, TLSKeyPEM: keyPEM,
+			RejectRcpt:   map[string]string{"busy@tls.test": "450 4.2.1 Mailbox busy"},
+			RejectSender: map[string]string{"busy@mailgate.test": "451 4.3.0 Sender busy"}}},
 		{&f.broken, postfixtest.SinkOptions{Listen: brokenIP, Hostname: "mx.broken.test", BrokenTLS: true}},
 		{&f.refuse, postfixtest.SinkOptions{Listen: refuseIP, Hostname: "mx.refuse.test", RefuseTLS: true}},
 	}
@@ -186,11 +188,11 @@ type proxy struct {
 	n    int
 }
 
-// countingProxy forwards connections on a port of 127.0.0.1 to target
-// until the test ends.
-func countingProxy(t testing.TB, target string) *proxy {
+// countingProxy forwards connections on a port of ip to target until the
+// test ends. The first busy connections get a 421 greeting instead.
+func countingProxy(t testing.TB, ip, target string, busy int) *proxy {
 	t.Helper()
-	ln := listen(t, "127.0.0.1")
+	ln := listen(t, ip)
 	p := &proxy{port: ln.Addr().(*net.TCPAddr).Port}
 	var wg sync.WaitGroup
 	var mu sync.Mutex
@@ -214,7 +216,13 @@ func countingProxy(t testing.TB, target string) *proxy {
 			}
 			p.mu.Lock()
 			p.n++
+			n := p.n
 			p.mu.Unlock()
+			if n <= busy {
+				c.Write([]byte("421 4.3.2 Service busy, try later\r\n"))
+				c.Close()
+				continue
+			}
 			up, err := net.Dial("tcp", target)
 			if err != nil {
 				c.Close()

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"mailgate/config"
 	"mailgate/postfixtest"
@@ -317,7 +318,7 @@ func TestPlainFallbackSameConnection(t *testing.T) {
 		{"broken", f.broken, 2, "ehlo=1 mail=1", "tls=none (reason: fallback to plain after TLS handshake failed"},
 	} {
 		t.Run(c.peer, func(t *testing.T) {
-			proxy := countingProxy(t, c.sink.Addr)
+			proxy := countingProxy(t, "127.0.0.1", c.sink.Addr, 0)
 			cfg := config.New()
 			cfg.Mailsetting.StartTLS.Fallback = "plain"
 			cfg.Domain = []config.Domain{{Name: c.peer + ".test", RelayType: "host", SMTPServer: "127.0.0.1", SMTPPort: proxy.port}}
@@ -338,5 +339,65 @@ func TestPlainFallbackSameConnection(t *testing.T) {
 				t.Fatalf("the session that carried the message: %s, want %s", s.Stats, c.stats)
 			}
 		})
+	}
+}
+
+// TestNextRetryIgnoresSMTPErrors: under next-retry and next-retry-any,
+// ordinary SMTP errors do not start the plain text alternation: neither
+// a 4xx reply after TLS is up (to MAIL or RCPT: not in the TLS phase) nor
+// a 4xx greeting (before it). The attempt is not flagged, so the queue
+// keeps the next attempt in TLS, and it does go over TLS.
+func TestNextRetryIgnoresSMTPErrors(t *testing.T) {
+	f := peers(t)
+	for _, fb := range []string{"next-retry", "next-retry-any"} {
+		for _, c := range []struct {
+			name      string
+			from      string
+			rcpt      string
+			busyConns int // connections greeted with 421 by the proxy
+			first     string
+			peerLog   string // in the peer's log: where it refused
+		}{
+			{"rcpt-4xx", "s@mailgate.test", "busy@tls.test", 0, "status=deferred (450 4.2.1 <busy@tls.test>: Recipient address rejected",
+				": 450 4.2.1 <busy@tls.test>: Recipient address rejected: Mailbox busy; from=<s@mailgate.test>"},
+			{"mail-4xx", "busy@mailgate.test", "u@tls.test", 0, "status=deferred (451 4.3.0 <busy@mailgate.test>: Sender address rejected",
+				"reject: MAIL from "},
+			{"greeting-4xx", "s@mailgate.test", "u@tls.test", 1, "status=deferred (421 4.3.2 mx.tls.test", ""},
+		} {
+			t.Run(fb+"/"+c.name, func(t *testing.T) {
+				// The proxy listens on the TLS peer's address, so that the
+				// next hop keeps its name and its certificate verifies.
+				proxy := countingProxy(t, tlsIP, f.tls.Addr, c.busyConns)
+				cfg := config.New()
+				cfg.Mailsetting.StartTLS.Fallback = fb
+				cfg.Domain = []config.Domain{{Name: "tls.test", RelayType: "host", SMTPServer: "mx.tls.test", SMTPPort: proxy.port}}
+				d, logs := newDeliverer(t, f, cfg, nil)
+				job := newJob("nextretry-"+fb+"-"+c.name, c.from, "tls.test", c.rcpt)
+				preferPlain := false
+				for n := 1; n <= 2; n++ {
+					job.Attempt, job.PreferPlain = n, preferPlain
+					logs.reset()
+					r := deliver(t, d, job)[0]
+					line := logs.last()
+					if n == 1 {
+						if r.Status != queue.TempFail || r.TLSHandshakeFailed || !strings.Contains(line, c.first) {
+							t.Fatalf("attempt 1: %s; %s", fmtResult(r), line)
+						}
+						if c.busyConns == 0 && !strings.Contains(line, "STARTTLS=client") {
+							t.Fatalf("attempt 1 not over TLS: %s", line)
+						}
+						if c.peerLog != "" {
+							if err := f.tls.WaitLog(c.peerLog, 5*time.Second); err != nil {
+								t.Fatal(err)
+							}
+						}
+					} else if !strings.HasPrefix(line, "STARTTLS=client, relay=mx.tls.test[") || !strings.Contains(line, "verify=OK") {
+						t.Fatalf("attempt 2 not over TLS: %s; %s", fmtResult(r), line)
+					}
+					// What the queue does with the flag (queue.finish).
+					preferPlain = !preferPlain && r.TLSHandshakeFailed
+				}
+			})
+		}
 	}
 }
