@@ -374,6 +374,16 @@ func (s *authSession) Logout() error { return nil }
 
 func startAuthServer(t *testing.T, user, pass string, tlsConf *tls.Config, mod ...func(*smtp.Server)) *authServer {
 	t.Helper()
+	ln := listen(t, "127.0.0.1")
+	if tlsConf != nil {
+		ln = tls.NewListener(ln, tlsConf)
+	}
+	return serveAuth(t, ln, user, pass, mod...)
+}
+
+// serveAuth runs an authServer on ln until the test ends.
+func serveAuth(t *testing.T, ln net.Listener, user, pass string, mod ...func(*smtp.Server)) *authServer {
+	t.Helper()
 	a := &authServer{user: user, pass: pass}
 	a.server = smtp.NewServer(smtp.BackendFunc(func(c *smtp.Conn) (smtp.Session, error) {
 		return &authSession{srv: a, conn: c}, nil
@@ -383,10 +393,6 @@ func startAuthServer(t *testing.T, user, pass string, tlsConf *tls.Config, mod .
 	a.server.ReadTimeout, a.server.WriteTimeout = 10*time.Second, 10*time.Second
 	for _, m := range mod {
 		m(a.server)
-	}
-	ln := listen(t, "127.0.0.1")
-	if tlsConf != nil {
-		ln = tls.NewListener(ln, tlsConf)
 	}
 	a.addr = ln.Addr().String()
 	go a.server.Serve(trackListener{ln, a})
@@ -706,5 +712,60 @@ func TestSMTPSHandshakeFailure(t *testing.T) {
 				t.Fatalf("log %q", logs.all())
 			}
 		})
+	}
+}
+
+// TestSNI: the TLS handshake names the MX host (server name indication),
+// and names nothing when the next hop is an address literal.
+func TestSNI(t *testing.T) {
+	f := peers(t)
+	const ip = "127.0.0.7"
+	certPEM, keyPEM, err := f.ca.Issue("mx.sni.test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var names []string
+	ln, err := net.Listen("tcp", net.JoinHostPort(ip, strconv.Itoa(f.port)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := serveAuth(t, ln, "", "", func(s *smtp.Server) {
+		s.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert},
+			GetConfigForClient: func(hello *tls.ClientHelloInfo) (*tls.Config, error) {
+				mu.Lock()
+				names = append(names, hello.ServerName)
+				mu.Unlock()
+				return nil, nil
+			}}
+	})
+	f.dns.AddMX("sni.test", 10, "mx.sni.test")
+	f.dns.AddA("mx.sni.test", ip)
+	d, logs := newDeliverer(t, f, config.New(), nil)
+	for _, c := range []struct{ domain, sni, log string }{
+		{"sni.test", "mx.sni.test", "STARTTLS=client, relay=mx.sni.test[" + ip + "]:" + strconv.Itoa(f.port) + ", version=TLSv1.3, verify=OK"},
+		{"[" + ip + "]", "", "STARTTLS=client, relay=" + ip + "[" + ip + "]:" + strconv.Itoa(f.port) + ", version=TLSv1.3, verify=FAIL"},
+	} {
+		mu.Lock()
+		names = nil
+		mu.Unlock()
+		r := deliver(t, d, newJob("sni-"+c.domain, "s@mailgate.test", c.domain, "u@"+c.domain))[0]
+		want(t, r, queue.Delivered, 250, "", "")
+		if !strings.HasPrefix(logs.last(), c.log) {
+			t.Fatalf("log %s", logs.last())
+		}
+		mu.Lock()
+		got := names
+		mu.Unlock()
+		if len(got) != 1 || got[0] != c.sni {
+			t.Fatalf("%s: server names in the handshakes %q, want [%q]", c.domain, got, c.sni)
+		}
+	}
+	if n := len(srv.messages()); n != 2 {
+		t.Fatalf("%d messages arrived, want 2", n)
 	}
 }
