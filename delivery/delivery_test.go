@@ -769,3 +769,75 @@ func TestSNI(t *testing.T) {
 		t.Fatalf("%d messages arrived, want 2", n)
 	}
 }
+
+// TestSMTPSHops: the smtps option of a relay server and fallback-smtps of
+// a protected domain's fallback server make the connection to that hop
+// implicit TLS, and only to that hop.
+func TestSMTPSHops(t *testing.T) {
+	f := peers(t)
+	certPEM, keyPEM, err := f.ca.Issue("127.0.0.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	smtps := startAuthServer(t, "", "", &tls.Config{Certificates: []tls.Certificate{cert}})
+	_, portStr, _ := net.SplitHostPort(smtps.addr)
+	port, _ := strconv.Atoi(portStr)
+	smtpsLog := "SMTPS=client, relay=127.0.0.1[127.0.0.1]:" + portStr + ", version=TLSv1.3, verify=OK"
+	deadLog := "relay=" + deadIP + "[" + deadIP + "]:" + strconv.Itoa(f.port) + ", status=deferred (451 4.4.1 connect to"
+
+	for _, c := range []struct {
+		name  string
+		setup func(cfg *config.Config)
+		logs  []string // prefixes of the attempts' log lines
+		tls   bool     // arrived at the SMTPS server (else at the plain Postfix peer)
+	}{
+		{"relay server smtps", func(cfg *config.Config) {
+			cfg.Mailsetting.RelayServer = []config.RelayServer{
+				{Name: "down", Server: deadIP, Port: f.port, SMTPS: true},
+				{Name: "smarthost", Server: "127.0.0.1", Port: port, SMTPS: true},
+			}
+		}, []string{deadLog, smtpsLog}, true},
+		{"domain fallback-smtps", func(cfg *config.Config) {
+			cfg.Domain = []config.Domain{{Name: "far-away.example", RelayType: "host", SMTPServer: deadIP, SMTPPort: f.port,
+				FallbackHost: "127.0.0.1", FallbackPort: port, FallbackSMTPS: true}}
+		}, []string{deadLog, smtpsLog}, true},
+		{"smtps primary, plain fallback", func(cfg *config.Config) {
+			cfg.Domain = []config.Domain{{Name: "far-away.example", RelayType: "host", SMTPServer: deadIP, SMTPPort: f.port, SMTPS: true,
+				FallbackHost: "mx.plain.test", FallbackPort: f.port}}
+		}, []string{deadLog, "relay=mx.plain.test[" + plainIP + "]:" + strconv.Itoa(f.port) + ", tls=none (reason: not offered), status=sent"}, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			cfg := config.New()
+			c.setup(cfg)
+			d, logs := newDeliverer(t, f, cfg, nil)
+			token := "smtps-hop-" + strings.ReplaceAll(c.name, " ", "-")
+			before := len(smtps.messages())
+			r := deliver(t, d, newJob(token, "s@mailgate.test", "far-away.example", "u@far-away.example"))[0]
+			want(t, r, queue.Delivered, 250, "2.0.0", "")
+			lines := logs.all()
+			if len(lines) != len(c.logs) {
+				t.Fatalf("log %q", lines)
+			}
+			for k, p := range c.logs {
+				if !strings.HasPrefix(lines[k], p) {
+					t.Fatalf("log line %d %q, want %q...", k+1, lines[k], p)
+				}
+			}
+			got := smtps.messages()[before:]
+			if c.tls {
+				if len(got) != 1 || !got[0].tls || !strings.Contains(got[0].data, token) || r.TLS == "" {
+					t.Fatalf("SMTPS server received %+v; %s", got, fmtResult(r))
+				}
+			} else {
+				if len(got) != 0 {
+					t.Fatalf("SMTPS server received %+v", got)
+				}
+				arrivedMessage(t, f.plain, token)
+			}
+		})
+	}
+}
