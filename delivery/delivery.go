@@ -11,6 +11,8 @@
 // by the fallback mode: none (defer, try TLS again next time), plain
 // (carry on without TLS now), next-retry and next-retry-any (defer, the
 // next attempt goes in plain text: see queue.Job.PreferPlain).
+// Credentials for a relay server's AUTH are only sent over TLS: on a
+// plain text connection (whatever the reason) the delivery is deferred.
 //
 // Every attempt (one next-hop address) logs one line through
 // Options.Log, in the style of sendmail/Postfix:
@@ -686,6 +688,17 @@ func (st *run) connect(h hop, ap netip.AddrPort, key poolKey, relay string, want
 	}
 
 	if h.relay != nil && h.relay.AuthStatus {
+		if s.c.tls == nil {
+			// PLAIN and LOGIN (the mechanisms offered) give the password
+			// away: as Postfix's smtp_sasl_security_options = noplaintext,
+			// never over an unencrypted connection.
+			fail := localFail(queue.TempFail, 451, "4.7.0",
+				"relay %s requires authentication but the connection is not encrypted; credentials not sent", relay)
+			fail.Host = relay
+			s.c.quit()
+			a.setSession(s)
+			return nil, fail
+		}
 		if fail := st.auth(s.c, h.relay, relay); fail != nil {
 			fail.Host = relay
 			s.c.quit()
@@ -784,7 +797,7 @@ func replyFail(r reply, relay, format string, args ...any) *queue.Result {
 	return &queue.Result{Status: status, Code: r.Code, Enhanced: enh, Text: oneLine(fmt.Sprintf(format, args...)), Host: relay}
 }
 
-// auth authenticates to a relay server.
+// auth authenticates to a relay server, over TLS only (see connect).
 func (st *run) auth(c *conn, rs *config.RelayServer, relay string) *queue.Result {
 	if !c.has("AUTH") {
 		return localFail(queue.TempFail, 451, "4.7.0", "%s does not offer AUTH", relay)

@@ -281,6 +281,7 @@ type authServer struct {
 	mu     sync.Mutex
 	got    []gotMessage
 	conns  []net.Conn // accepted connections
+	auths  int        // AUTH commands received
 	server *smtp.Server
 }
 
@@ -311,6 +312,12 @@ func (a *authServer) dropConnections() int {
 	return len(a.conns)
 }
 
+func (a *authServer) authAttempts() int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.auths
+}
+
 func (a *authServer) accepted() int {
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -334,6 +341,9 @@ type authSession struct {
 func (s *authSession) AuthMechanisms() []string { return []string{sasl.Plain} }
 
 func (s *authSession) Auth(mech string) (sasl.Server, error) {
+	s.srv.mu.Lock()
+	s.srv.auths++
+	s.srv.mu.Unlock()
 	return sasl.NewPlainServer(func(identity, username, password string) error {
 		if username != s.srv.user || password != s.srv.pass {
 			return smtp.ErrAuthFailed
@@ -415,42 +425,108 @@ func testUnseal(tok string) ([]byte, error) {
 	return hex.DecodeString(strings.TrimPrefix(tok, "sealed:"))
 }
 
+// serverCert is a certificate of the test CA for names.
+func serverCert(t *testing.T, f *fixture, names ...string) tls.Certificate {
+	t.Helper()
+	certPEM, keyPEM, err := f.ca.Issue(names...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cert
+}
+
+// TestRelayServerAuth: credentials go to a relay server over TLS
+// (STARTTLS or SMTPS) only. Without TLS, whether the relay does not offer
+// STARTTLS or a fallback mode continues in plain text, the delivery is
+// deferred and the relay never sees an AUTH command (as Postfix's
+// smtp_sasl_security_options = noplaintext).
 func TestRelayServerAuth(t *testing.T) {
 	f := peers(t)
-	srv := startAuthServer(t, "relayuser", "s3cret pass", nil)
-	host, portStr, _ := net.SplitHostPort(srv.addr)
-	port, _ := strconv.Atoi(portStr)
-	relayCfg := func(pass string) *config.Config {
-		cfg := config.New()
-		cfg.Mailsetting.RelayServer = []config.RelayServer{
-			{Name: "down", Server: deadIP, Port: f.port},
-			{Name: "smarthost", Server: host, Port: port, AuthStatus: true, AuthUsername: "relayuser", AuthPassword: testSeal(pass)},
-		}
-		return cfg
+	cert := serverCert(t, f, "127.0.0.1")
+	withTLS := func(s *smtp.Server) { s.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}} }
+	brokenTLS := func(s *smtp.Server) {
+		s.TLSConfig = &tls.Config{GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+			return nil, errors.New("no certificate here")
+		}}
 	}
+	const user, pass = "relayuser", "s3cret pass"
+	starttls := startAuthServer(t, user, pass, nil, withTLS)
+	smtps := startAuthServer(t, user, pass, &tls.Config{Certificates: []tls.Certificate{cert}})
+	plain := startAuthServer(t, user, pass, nil) // no STARTTLS
+	broken := startAuthServer(t, user, pass, nil, brokenTLS)
 	unseal := func(o *Options) { o.Unseal = testUnseal }
+	deadLog := "relay=" + deadIP + "[" + deadIP + "]:" + strconv.Itoa(f.port) + ", status=deferred (451 4.4.1 connect to"
 
-	d, logs := newDeliverer(t, f, relayCfg("s3cret pass"), nil, unseal)
-	r := deliver(t, d, newJob("relay-auth", "s@mailgate.test", "far-away.example", "u@far-away.example"))[0]
-	want(t, r, queue.Delivered, 250, "2.0.0", "")
-	lines := logs.all()
-	if len(lines) != 2 || !strings.Contains(lines[0], "relay=127.0.0.9[127.0.0.9]") || !strings.Contains(lines[0], "connection refused") ||
-		!strings.Contains(lines[1], "relay="+host+"["+host+"]:"+portStr+", tls=none (reason: not offered), status=sent (250") {
-		t.Fatalf("log %q", lines)
-	}
-	got := srv.messages()
-	if len(got) != 1 || got[0].authUser != "relayuser" || got[0].from != "s@mailgate.test" || !strings.Contains(got[0].data, "relay-auth") {
-		t.Fatalf("relay received %+v", got)
-	}
-
-	d2, logs2 := newDeliverer(t, f, relayCfg("wrong"), nil, unseal)
-	r = deliver(t, d2, newJob("relay-badauth", "s@mailgate.test", "far-away.example", "u@far-away.example"))[0]
-	want(t, r, queue.TempFail, 451, "4.7.0", "535")
-	if len(srv.messages()) != 1 {
-		t.Fatal("message relayed without authentication")
-	}
-	if !strings.Contains(logs2.last(), "status=deferred (451 4.7.0 authentication to") {
-		t.Fatalf("log %q", logs2.last())
+	for _, c := range []struct {
+		name        string
+		srv         *authServer
+		smtps       bool
+		pass        string
+		fallback    string
+		preferPlain bool
+		status      queue.Status
+		text        string
+		log         string // in the log line of the relay's attempt (PORT: its port)
+		authTries   int    // AUTH commands the relay receives
+	}{
+		{"starttls", starttls, false, pass, "", false, queue.Delivered, "",
+			"STARTTLS=client, relay=127.0.0.1[127.0.0.1]:PORT, version=TLSv1.3, verify=OK", 1},
+		{"smtps", smtps, true, pass, "", false, queue.Delivered, "",
+			"SMTPS=client, relay=127.0.0.1[127.0.0.1]:PORT, version=TLSv1.3, verify=OK", 1},
+		{"wrong password", starttls, false, "wrong", "", false, queue.TempFail, "535",
+			"status=deferred (451 4.7.0 authentication to 127.0.0.1[127.0.0.1]:PORT failed: 535", 1},
+		{"no STARTTLS", plain, false, pass, "", false, queue.TempFail, "not encrypted; credentials not sent",
+			"relay=127.0.0.1[127.0.0.1]:PORT, tls=none (reason: not offered), status=deferred (451 4.7.0 relay 127.0.0.1[127.0.0.1]:PORT requires authentication but the connection is not encrypted; credentials not sent)", 0},
+		{"fallback plain", broken, false, pass, "plain", false, queue.TempFail, "not encrypted; credentials not sent",
+			"tls=none (reason: fallback to plain after TLS handshake failed", 0},
+		{"next-retry plain attempt", starttls, false, pass, "next-retry", true, queue.TempFail, "not encrypted; credentials not sent",
+			"tls=none (reason: plain text retry after TLS failure), status=deferred (451 4.7.0 relay", 0},
+		{"next-retry-any plain attempt", starttls, false, pass, "next-retry-any", true, queue.TempFail, "not encrypted; credentials not sent",
+			"tls=none (reason: plain text retry after TLS failure), status=deferred (451 4.7.0 relay", 0},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			_, portStr, _ := net.SplitHostPort(c.srv.addr)
+			port, _ := strconv.Atoi(portStr)
+			cfg := config.New()
+			cfg.Mailsetting.StartTLS.Fallback = c.fallback
+			cfg.Mailsetting.RelayServer = []config.RelayServer{
+				{Name: "down", Server: deadIP, Port: f.port},
+				{Name: "smarthost", Server: "127.0.0.1", Port: port, SMTPS: c.smtps, AuthStatus: true, AuthUsername: user, AuthPassword: testSeal(c.pass)},
+			}
+			d, logs := newDeliverer(t, f, cfg, nil, unseal)
+			token := "relay-auth-" + strings.ReplaceAll(c.name, " ", "-")
+			tries, msgs := c.srv.authAttempts(), len(c.srv.messages())
+			job := newJob(token, "s@mailgate.test", "far-away.example", "u@far-away.example")
+			job.PreferPlain = c.preferPlain
+			r := deliver(t, d, job)[0]
+			if r.Status != c.status || !strings.Contains(r.Text, c.text) {
+				t.Fatalf("%s; %q", fmtResult(r), logs.all())
+			}
+			if c.status == queue.TempFail {
+				want(t, r, queue.TempFail, 451, "4.7.0", c.text)
+			}
+			lines := logs.all()
+			if len(lines) != 2 || !strings.HasPrefix(lines[0], deadLog) || !strings.Contains(lines[1], strings.ReplaceAll(c.log, "PORT", portStr)) {
+				t.Fatalf("log %q", lines)
+			}
+			if n := c.srv.authAttempts() - tries; n != c.authTries {
+				t.Fatalf("%d AUTH commands at the relay, want %d", n, c.authTries)
+			}
+			got := c.srv.messages()[msgs:]
+			if c.status != queue.Delivered {
+				if len(got) != 0 {
+					t.Fatalf("relay received %+v", got)
+				}
+				return
+			}
+			if len(got) != 1 || got[0].authUser != user || !got[0].tls || got[0].from != "s@mailgate.test" || !strings.Contains(got[0].data, token) {
+				t.Fatalf("relay received %+v", got)
+			}
+		})
 	}
 }
 
