@@ -514,7 +514,7 @@ func (st *run) screen(s *session, plans []rcptPlan, a *attemptLog, relay string)
 			case !s.verified && s.verifyErr != nil && strings.Contains(text, "not verified"):
 				text += ": " + s.verifyErr.Error()
 			}
-			r := queue.Result{Code: f.Code, Enhanced: f.Enhanced, Text: text, Host: relay, TLS: tlsDesc}
+			r := queue.Result{Code: f.Code, Enhanced: f.Enhanced, Text: text, Host: relay, TLS: tlsDesc, Classifier: policy.ClassTLS}
 			if f.Temp {
 				r.Status = queue.TempFail
 			} else {
@@ -636,7 +636,8 @@ func (st *run) connect(h hop, ap netip.AddrPort, key poolKey, relay string, want
 			}
 			if pl.required {
 				f := policy.CheckTLS(pl.profile, nil)
-				r := queue.Result{Code: f.Code, Enhanced: f.Enhanced, Text: fmt.Sprintf("TLS required, but %s (%s)", reason, relay), Host: relay}
+				r := queue.Result{Code: f.Code, Enhanced: f.Enhanced, Text: fmt.Sprintf("TLS required, but %s (%s)", reason, relay), Host: relay,
+					Classifier: policy.ClassTLS}
 				if f.Temp {
 					r.Status = queue.TempFail
 					st.deferTo(pl.i, r)

@@ -783,6 +783,9 @@ func TestSMTPSHandshakeFailure(t *testing.T) {
 			if r.TLSHandshakeFailed {
 				t.Errorf("flagged for a plain text retry: %s", fmtResult(r))
 			}
+			if required := c.level == "encrypt" || c.level == "secure"; required != (r.Classifier == "TLS Enforcement") {
+				t.Errorf("classifier %q", r.Classifier)
+			}
 			line := logs.last()
 			if len(logs.all()) != 1 || !strings.Contains(line, "tls=failed (TLS handshake failed") || !strings.Contains(line, c.log) {
 				t.Fatalf("log %q", logs.all())

@@ -379,5 +379,5 @@ func statusName(s queue.Status) string {
 }
 
 func fmtResult(r queue.Result) string {
-	return fmt.Sprintf("%s %d %s %q host=%s tls=%q flag=%v", statusName(r.Status), r.Code, r.Enhanced, r.Text, r.Host, r.TLS, r.TLSHandshakeFailed)
+	return fmt.Sprintf("%s %d %s %q host=%s tls=%q flag=%v classifier=%q", statusName(r.Status), r.Code, r.Enhanced, r.Text, r.Host, r.TLS, r.TLSHandshakeFailed, r.Classifier)
 }

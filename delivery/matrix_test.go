@@ -24,6 +24,7 @@ type step struct {
 	// noSTARTTLS: the session that delivered the message never sent
 	// STARTTLS (the peer's count of commands shows none).
 	noSTARTTLS bool
+	classifier string // Result.Classifier
 }
 
 // TestTLSMatrix delivers to real Postfix peers with each delivery TLS
@@ -97,6 +98,9 @@ func TestTLSMatrix(t *testing.T) {
 							t.Fatalf("attempt %d (prefer plain %v): got %s\nwant %s %d %q flag=%v\nlog: %s",
 								n+1, preferPlain, fmtResult(r), statusName(w.status), w.code, w.text, w.flag, line)
 						}
+						if r.Classifier != w.classifier {
+							t.Errorf("attempt %d: classifier %q, want %q", n+1, r.Classifier, w.classifier)
+						}
 						for _, s := range w.log {
 							if !strings.Contains(line, s) {
 								t.Errorf("attempt %d: log line %q lacks %q", n+1, line, s)
@@ -155,11 +159,12 @@ func expectMatrix(level, fallback, peer string) []step {
 			log: []string{"tls=none (reason: " + reason, "status=sent (250 2.0.0 Ok: queued as"}}
 	}
 	profileFail := func(text string, log ...string) []step {
+		// Failures of the profile are recorded as TLS enforcement.
 		if strings.HasSuffix(level, "-fail") {
 			// action fail: bounced at once.
-			return []step{{status: queue.PermFail, code: 550, text: text, log: append(log, "status=bounced (550 5.7.0")}}
+			return []step{{status: queue.PermFail, code: 550, text: text, log: append(log, "status=bounced (550 5.7.0"), classifier: "TLS Enforcement"}}
 		}
-		s := step{status: queue.TempFail, code: 454, text: text, log: append(log, "status=deferred (454 4.7.0")}
+		s := step{status: queue.TempFail, code: 454, text: text, log: append(log, "status=deferred (454 4.7.0"), classifier: "TLS Enforcement"}
 		return []step{s, s} // not flagged: the next attempt is the same
 	}
 	switch peer {
@@ -244,7 +249,7 @@ end
 	}
 	d, logs := newDeliverer(t, f, cfg, nil)
 	r := deliver(t, d, newJob("action-fail", "sender@mailgate.test", "plain.test", "user@plain.test"))[0]
-	if r.Status != queue.PermFail || r.Code != 550 || r.Enhanced != "5.7.0" || !strings.Contains(logs.last(), "status=bounced (550 5.7.0") {
+	if r.Status != queue.PermFail || r.Code != 550 || r.Enhanced != "5.7.0" || r.Classifier != "TLS Enforcement" || !strings.Contains(logs.last(), "status=bounced (550 5.7.0") {
 		t.Fatalf("%s; %s", fmtResult(r), logs.last())
 	}
 	// The rule does not match tls.test: opportunistic TLS there.
