@@ -124,7 +124,13 @@ func TestPerRecipientReplies(t *testing.T) {
 		}
 	}
 	msg := arrivedMessage(t, f.plain, "per-rcpt")
-	if strings.Count(f.plain.Log(), postfixtest.QueueID(res[0].Text)+": to=<") != 2 {
+	// The first recipient's copy may arrive before the second is
+	// delivered: Postfix logs "removed" when it is done with the message.
+	qid := postfixtest.QueueID(res[0].Text)
+	if err := f.plain.WaitLog(qid+": removed", 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Count(f.plain.Log(), qid+": to=<") != 2 {
 		t.Errorf("want exactly the two accepted recipients delivered:\n%s", f.plain.Log())
 	}
 	if !strings.Contains(msg, "\n.leading dot") || strings.Contains(msg, "..leading dot") {
