@@ -11,6 +11,8 @@
 // by the fallback mode: none (defer, try TLS again next time), plain
 // (carry on without TLS now), next-retry and next-retry-any (defer, the
 // next attempt goes in plain text: see queue.Job.PreferPlain).
+// Credentials for a relay server's AUTH are only sent over TLS: on a
+// plain text connection (whatever the reason) the delivery is deferred.
 //
 // Every attempt (one next-hop address) logs one line through
 // Options.Log, in the style of sendmail/Postfix:
@@ -512,7 +514,7 @@ func (st *run) screen(s *session, plans []rcptPlan, a *attemptLog, relay string)
 			case !s.verified && s.verifyErr != nil && strings.Contains(text, "not verified"):
 				text += ": " + s.verifyErr.Error()
 			}
-			r := queue.Result{Code: f.Code, Enhanced: f.Enhanced, Text: text, Host: relay, TLS: tlsDesc}
+			r := queue.Result{Code: f.Code, Enhanced: f.Enhanced, Text: text, Host: relay, TLS: tlsDesc, Classifier: policy.ClassTLS}
 			if f.Temp {
 				r.Status = queue.TempFail
 			} else {
@@ -625,7 +627,8 @@ func (st *run) connect(h hop, ap netip.AddrPort, key poolKey, relay string, want
 		// their profile, the others by the fallback mode.
 		what := map[tlsOutcome]string{tlsRefused: "STARTTLS refused", tlsHandshake: "TLS handshake failed", tlsAfter: "EHLO after STARTTLS failed"}[out]
 		reason := fmt.Sprintf("%s: %v", what, tlsErr)
-		flag := (fallback == "next-retry" && out == tlsHandshake) || fallback == "next-retry-any"
+		// SMTPS has no plain text to fall back to, now or next time.
+		flag := !h.smtps && ((fallback == "next-retry" && out == tlsHandshake) || fallback == "next-retry-any")
 		continuePlain := false
 		for _, pl := range plans {
 			if st.done[pl.i] {
@@ -633,7 +636,8 @@ func (st *run) connect(h hop, ap netip.AddrPort, key poolKey, relay string, want
 			}
 			if pl.required {
 				f := policy.CheckTLS(pl.profile, nil)
-				r := queue.Result{Code: f.Code, Enhanced: f.Enhanced, Text: fmt.Sprintf("TLS required, but %s (%s)", reason, relay), Host: relay}
+				r := queue.Result{Code: f.Code, Enhanced: f.Enhanced, Text: fmt.Sprintf("TLS required, but %s (%s)", reason, relay), Host: relay,
+					Classifier: policy.ClassTLS}
 				if f.Temp {
 					r.Status = queue.TempFail
 					st.deferTo(pl.i, r)
@@ -644,12 +648,15 @@ func (st *run) connect(h hop, ap netip.AddrPort, key poolKey, relay string, want
 				a.add(pl.i, r)
 				continue
 			}
-			if fallback == "plain" {
+			if fallback == "plain" && !h.smtps {
 				continuePlain = true
 				continue
 			}
 			r := queue.Result{Status: queue.TempFail, Code: 451, Enhanced: "4.7.5", Host: relay,
 				Text: fmt.Sprintf("%s (%s, STARTTLS fallback %s)", reason, relay, fallback)}
+			if h.smtps {
+				r.Text = fmt.Sprintf("TLS handshake with %s failed: %v", relay, tlsErr)
+			}
 			st.deferTo(pl.i, r)
 			if flag {
 				st.tlsFail[pl.i] = true
@@ -682,6 +689,17 @@ func (st *run) connect(h hop, ap netip.AddrPort, key poolKey, relay string, want
 	}
 
 	if h.relay != nil && h.relay.AuthStatus {
+		if s.c.tls == nil {
+			// PLAIN and LOGIN (the mechanisms offered) give the password
+			// away: as Postfix's smtp_sasl_security_options = noplaintext,
+			// never over an unencrypted connection.
+			fail := localFail(queue.TempFail, 451, "4.7.0",
+				"relay %s requires authentication but the connection is not encrypted; credentials not sent", relay)
+			fail.Host = relay
+			s.c.quit()
+			a.setSession(s)
+			return nil, fail
+		}
 		if fail := st.auth(s.c, h.relay, relay); fail != nil {
 			fail.Host = relay
 			s.c.quit()
@@ -719,7 +737,7 @@ func (st *run) open(h hop, ap netip.AddrPort, relay, helo string, wantTLS bool, 
 	}
 	if h.smtps {
 		if err := c.handshake(st.ctx, tcfg); err != nil {
-			return bad(localFail(queue.TempFail, 451, "4.7.5", "TLS handshake with %s failed: %v", relay, err))
+			return c, tlsHandshake, err, nil // judged by the recipients' profiles
 		}
 		out = tlsUp
 	}
@@ -780,7 +798,7 @@ func replyFail(r reply, relay, format string, args ...any) *queue.Result {
 	return &queue.Result{Status: status, Code: r.Code, Enhanced: enh, Text: oneLine(fmt.Sprintf(format, args...)), Host: relay}
 }
 
-// auth authenticates to a relay server.
+// auth authenticates to a relay server, over TLS only (see connect).
 func (st *run) auth(c *conn, rs *config.RelayServer, relay string) *queue.Result {
 	if !c.has("AUTH") {
 		return localFail(queue.TempFail, 451, "4.7.0", "%s does not offer AUTH", relay)

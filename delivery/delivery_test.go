@@ -124,7 +124,13 @@ func TestPerRecipientReplies(t *testing.T) {
 		}
 	}
 	msg := arrivedMessage(t, f.plain, "per-rcpt")
-	if strings.Count(f.plain.Log(), postfixtest.QueueID(res[0].Text)+": to=<") != 2 {
+	// The first recipient's copy may arrive before the second is
+	// delivered: Postfix logs "removed" when it is done with the message.
+	qid := postfixtest.QueueID(res[0].Text)
+	if err := f.plain.WaitLog(qid+": removed", 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Count(f.plain.Log(), qid+": to=<") != 2 {
 		t.Errorf("want exactly the two accepted recipients delivered:\n%s", f.plain.Log())
 	}
 	if !strings.Contains(msg, "\n.leading dot") || strings.Contains(msg, "..leading dot") {
@@ -281,6 +287,7 @@ type authServer struct {
 	mu     sync.Mutex
 	got    []gotMessage
 	conns  []net.Conn // accepted connections
+	auths  int        // AUTH commands received
 	server *smtp.Server
 }
 
@@ -311,6 +318,12 @@ func (a *authServer) dropConnections() int {
 	return len(a.conns)
 }
 
+func (a *authServer) authAttempts() int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.auths
+}
+
 func (a *authServer) accepted() int {
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -334,6 +347,9 @@ type authSession struct {
 func (s *authSession) AuthMechanisms() []string { return []string{sasl.Plain} }
 
 func (s *authSession) Auth(mech string) (sasl.Server, error) {
+	s.srv.mu.Lock()
+	s.srv.auths++
+	s.srv.mu.Unlock()
 	return sasl.NewPlainServer(func(identity, username, password string) error {
 		if username != s.srv.user || password != s.srv.pass {
 			return smtp.ErrAuthFailed
@@ -374,6 +390,16 @@ func (s *authSession) Logout() error { return nil }
 
 func startAuthServer(t *testing.T, user, pass string, tlsConf *tls.Config, mod ...func(*smtp.Server)) *authServer {
 	t.Helper()
+	ln := listen(t, "127.0.0.1")
+	if tlsConf != nil {
+		ln = tls.NewListener(ln, tlsConf)
+	}
+	return serveAuth(t, ln, user, pass, mod...)
+}
+
+// serveAuth runs an authServer on ln until the test ends.
+func serveAuth(t *testing.T, ln net.Listener, user, pass string, mod ...func(*smtp.Server)) *authServer {
+	t.Helper()
 	a := &authServer{user: user, pass: pass}
 	a.server = smtp.NewServer(smtp.BackendFunc(func(c *smtp.Conn) (smtp.Session, error) {
 		return &authSession{srv: a, conn: c}, nil
@@ -383,16 +409,6 @@ func startAuthServer(t *testing.T, user, pass string, tlsConf *tls.Config, mod .
 	a.server.ReadTimeout, a.server.WriteTimeout = 10*time.Second, 10*time.Second
 	for _, m := range mod {
 		m(a.server)
-	}
-	var ln net.Listener
-	var err error
-	if tlsConf != nil {
-		ln, err = tls.Listen("tcp", "127.0.0.1:0", tlsConf)
-	} else {
-		ln, err = net.Listen("tcp", "127.0.0.1:0")
-	}
-	if err != nil {
-		t.Fatal(err)
 	}
 	a.addr = ln.Addr().String()
 	go a.server.Serve(trackListener{ln, a})
@@ -415,42 +431,108 @@ func testUnseal(tok string) ([]byte, error) {
 	return hex.DecodeString(strings.TrimPrefix(tok, "sealed:"))
 }
 
+// serverCert is a certificate of the test CA for names.
+func serverCert(t *testing.T, f *fixture, names ...string) tls.Certificate {
+	t.Helper()
+	certPEM, keyPEM, err := f.ca.Issue(names...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cert
+}
+
+// TestRelayServerAuth: credentials go to a relay server over TLS
+// (STARTTLS or SMTPS) only. Without TLS, whether the relay does not offer
+// STARTTLS or a fallback mode continues in plain text, the delivery is
+// deferred and the relay never sees an AUTH command (as Postfix's
+// smtp_sasl_security_options = noplaintext).
 func TestRelayServerAuth(t *testing.T) {
 	f := peers(t)
-	srv := startAuthServer(t, "relayuser", "s3cret pass", nil)
-	host, portStr, _ := net.SplitHostPort(srv.addr)
-	port, _ := strconv.Atoi(portStr)
-	relayCfg := func(pass string) *config.Config {
-		cfg := config.New()
-		cfg.Mailsetting.RelayServer = []config.RelayServer{
-			{Name: "down", Server: deadIP, Port: f.port},
-			{Name: "smarthost", Server: host, Port: port, AuthStatus: true, AuthUsername: "relayuser", AuthPassword: testSeal(pass)},
-		}
-		return cfg
+	cert := serverCert(t, f, "127.0.0.1")
+	withTLS := func(s *smtp.Server) { s.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}} }
+	brokenTLS := func(s *smtp.Server) {
+		s.TLSConfig = &tls.Config{GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+			return nil, errors.New("no certificate here")
+		}}
 	}
+	const user, pass = "relayuser", "s3cret pass"
+	starttls := startAuthServer(t, user, pass, nil, withTLS)
+	smtps := startAuthServer(t, user, pass, &tls.Config{Certificates: []tls.Certificate{cert}})
+	plain := startAuthServer(t, user, pass, nil) // no STARTTLS
+	broken := startAuthServer(t, user, pass, nil, brokenTLS)
 	unseal := func(o *Options) { o.Unseal = testUnseal }
+	deadLog := "relay=" + deadIP + "[" + deadIP + "]:" + strconv.Itoa(f.port) + ", status=deferred (451 4.4.1 connect to"
 
-	d, logs := newDeliverer(t, f, relayCfg("s3cret pass"), nil, unseal)
-	r := deliver(t, d, newJob("relay-auth", "s@mailgate.test", "far-away.example", "u@far-away.example"))[0]
-	want(t, r, queue.Delivered, 250, "2.0.0", "")
-	lines := logs.all()
-	if len(lines) != 2 || !strings.Contains(lines[0], "relay=127.0.0.9[127.0.0.9]") || !strings.Contains(lines[0], "connection refused") ||
-		!strings.Contains(lines[1], "relay="+host+"["+host+"]:"+portStr+", tls=none (reason: not offered), status=sent (250") {
-		t.Fatalf("log %q", lines)
-	}
-	got := srv.messages()
-	if len(got) != 1 || got[0].authUser != "relayuser" || got[0].from != "s@mailgate.test" || !strings.Contains(got[0].data, "relay-auth") {
-		t.Fatalf("relay received %+v", got)
-	}
-
-	d2, logs2 := newDeliverer(t, f, relayCfg("wrong"), nil, unseal)
-	r = deliver(t, d2, newJob("relay-badauth", "s@mailgate.test", "far-away.example", "u@far-away.example"))[0]
-	want(t, r, queue.TempFail, 451, "4.7.0", "535")
-	if len(srv.messages()) != 1 {
-		t.Fatal("message relayed without authentication")
-	}
-	if !strings.Contains(logs2.last(), "status=deferred (451 4.7.0 authentication to") {
-		t.Fatalf("log %q", logs2.last())
+	for _, c := range []struct {
+		name        string
+		srv         *authServer
+		smtps       bool
+		pass        string
+		fallback    string
+		preferPlain bool
+		status      queue.Status
+		text        string
+		log         string // in the log line of the relay's attempt (PORT: its port)
+		authTries   int    // AUTH commands the relay receives
+	}{
+		{"starttls", starttls, false, pass, "", false, queue.Delivered, "",
+			"STARTTLS=client, relay=127.0.0.1[127.0.0.1]:PORT, version=TLSv1.3, verify=OK", 1},
+		{"smtps", smtps, true, pass, "", false, queue.Delivered, "",
+			"SMTPS=client, relay=127.0.0.1[127.0.0.1]:PORT, version=TLSv1.3, verify=OK", 1},
+		{"wrong password", starttls, false, "wrong", "", false, queue.TempFail, "535",
+			"status=deferred (451 4.7.0 authentication to 127.0.0.1[127.0.0.1]:PORT failed: 535", 1},
+		{"no STARTTLS", plain, false, pass, "", false, queue.TempFail, "not encrypted; credentials not sent",
+			"relay=127.0.0.1[127.0.0.1]:PORT, tls=none (reason: not offered), status=deferred (451 4.7.0 relay 127.0.0.1[127.0.0.1]:PORT requires authentication but the connection is not encrypted; credentials not sent)", 0},
+		{"fallback plain", broken, false, pass, "plain", false, queue.TempFail, "not encrypted; credentials not sent",
+			"tls=none (reason: fallback to plain after TLS handshake failed", 0},
+		{"next-retry plain attempt", starttls, false, pass, "next-retry", true, queue.TempFail, "not encrypted; credentials not sent",
+			"tls=none (reason: plain text retry after TLS failure), status=deferred (451 4.7.0 relay", 0},
+		{"next-retry-any plain attempt", starttls, false, pass, "next-retry-any", true, queue.TempFail, "not encrypted; credentials not sent",
+			"tls=none (reason: plain text retry after TLS failure), status=deferred (451 4.7.0 relay", 0},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			_, portStr, _ := net.SplitHostPort(c.srv.addr)
+			port, _ := strconv.Atoi(portStr)
+			cfg := config.New()
+			cfg.Mailsetting.StartTLS.Fallback = c.fallback
+			cfg.Mailsetting.RelayServer = []config.RelayServer{
+				{Name: "down", Server: deadIP, Port: f.port},
+				{Name: "smarthost", Server: "127.0.0.1", Port: port, SMTPS: c.smtps, AuthStatus: true, AuthUsername: user, AuthPassword: testSeal(c.pass)},
+			}
+			d, logs := newDeliverer(t, f, cfg, nil, unseal)
+			token := "relay-auth-" + strings.ReplaceAll(c.name, " ", "-")
+			tries, msgs := c.srv.authAttempts(), len(c.srv.messages())
+			job := newJob(token, "s@mailgate.test", "far-away.example", "u@far-away.example")
+			job.PreferPlain = c.preferPlain
+			r := deliver(t, d, job)[0]
+			if r.Status != c.status || !strings.Contains(r.Text, c.text) {
+				t.Fatalf("%s; %q", fmtResult(r), logs.all())
+			}
+			if c.status == queue.TempFail {
+				want(t, r, queue.TempFail, 451, "4.7.0", c.text)
+			}
+			lines := logs.all()
+			if len(lines) != 2 || !strings.HasPrefix(lines[0], deadLog) || !strings.Contains(lines[1], strings.ReplaceAll(c.log, "PORT", portStr)) {
+				t.Fatalf("log %q", lines)
+			}
+			if n := c.srv.authAttempts() - tries; n != c.authTries {
+				t.Fatalf("%d AUTH commands at the relay, want %d", n, c.authTries)
+			}
+			got := c.srv.messages()[msgs:]
+			if c.status != queue.Delivered {
+				if len(got) != 0 {
+					t.Fatalf("relay received %+v", got)
+				}
+				return
+			}
+			if len(got) != 1 || got[0].authUser != user || !got[0].tls || got[0].from != "s@mailgate.test" || !strings.Contains(got[0].data, token) {
+				t.Fatalf("relay received %+v", got)
+			}
+		})
 	}
 }
 
@@ -521,11 +603,7 @@ func TestProtectedDomain(t *testing.T) {
 	f.dns.AddA("mail.corp.test", deadIP)
 
 	// A primary that refuses with 421 at the greeting.
-	busy, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer busy.Close()
+	busy := listen(t, "127.0.0.1")
 	go func() {
 		for {
 			c, err := busy.Accept()
@@ -602,11 +680,7 @@ func TestProtectedDomain(t *testing.T) {
 
 func TestContextCancel(t *testing.T) {
 	f := peers(t)
-	mute, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer mute.Close()
+	mute := listen(t, "127.0.0.1")
 	var conns []net.Conn
 	var mu sync.Mutex
 	go func() {
@@ -653,4 +727,202 @@ func TestInvalidAddresses(t *testing.T) {
 	res := deliver(t, d, newJob("bad-addr", "s@mailgate.test", "plain.test", "ok@plain.test", "x@plain.test>\r\nRSET"))
 	want(t, res[0], queue.Delivered, 250, "2.0.0", "queued as")
 	want(t, res[1], queue.PermFail, 553, "5.1.3", "invalid recipient")
+}
+
+// brokenSMTPS is an implicit-TLS next hop whose every handshake fails
+// (the server has no certificate to offer); it returns the port.
+func brokenSMTPS(t *testing.T) int {
+	t.Helper()
+	ln := tls.NewListener(listen(t, "127.0.0.1"), &tls.Config{
+		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return nil, errors.New("no certificate here") },
+	})
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				c.SetDeadline(time.Now().Add(5 * time.Second))
+				c.(*tls.Conn).Handshake()
+				c.Close()
+			}()
+		}
+	}()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// A failed handshake with an SMTPS next hop follows the TLS profile of
+// the delivery rule like a failed STARTTLS: action fail bounces at once,
+// tempfail defers; without a profile that requires TLS it defers (there
+// is no plain text to fall back to, and nothing for next-retry to
+// alternate with).
+func TestSMTPSHandshakeFailure(t *testing.T) {
+	f := peers(t)
+	port := brokenSMTPS(t)
+	for _, c := range []struct {
+		level, action, fallback string
+		status                  queue.Status
+		code                    int
+		enh, text, log          string
+	}{
+		{"encrypt", "fail", "plain", queue.PermFail, 550, "5.7.0", "TLS required, but TLS handshake failed", "status=bounced (550 5.7.0 TLS required"},
+		{"secure", "fail", "none", queue.PermFail, 550, "5.7.0", "TLS required, but TLS handshake failed", "status=bounced (550 5.7.0 TLS required"},
+		{"encrypt", "tempfail", "plain", queue.TempFail, 454, "4.7.0", "TLS required, but TLS handshake failed", "status=deferred (454 4.7.0 TLS required"},
+		{"secure", "tempfail", "next-retry", queue.TempFail, 454, "4.7.0", "TLS required, but TLS handshake failed", "status=deferred (454 4.7.0 TLS required"},
+		{"", "", "plain", queue.TempFail, 451, "4.7.5", "TLS handshake with 127.0.0.1[127.0.0.1]", "status=deferred (451 4.7.5 TLS handshake with"},
+		{"preferred", "fail", "next-retry-any", queue.TempFail, 451, "4.7.5", "TLS handshake with 127.0.0.1[127.0.0.1]", "status=deferred (451 4.7.5 TLS handshake with"},
+	} {
+		name := c.level + "-" + c.action + "-" + c.fallback
+		t.Run(name, func(t *testing.T) {
+			cfg := config.New()
+			cfg.Domain = []config.Domain{{Name: "smtps.test", RelayType: "host", SMTPServer: "127.0.0.1", SMTPPort: port, SMTPS: true}}
+			cfg.Mailsetting.StartTLS.Fallback = c.fallback
+			if c.level != "" {
+				cfg.Profile.TLS = []config.TLSProfile{{Name: "p", Level: c.level, Action: c.action, MinSSLVersion: "tls1_2"}}
+				cfg.Policy.AccessControl.Delivery = []config.DeliveryRule{{ID: 1, Status: true, SenderPattern: "*",
+					RecipientPattern: "*", DestinationIPMask: "0.0.0.0/0", TLSProfile: "p"}}
+			}
+			d, logs := newDeliverer(t, f, cfg, nil)
+			r := deliver(t, d, newJob("smtps-broken-"+name, "s@x.example", "smtps.test", "u@smtps.test"))[0]
+			want(t, r, c.status, c.code, c.enh, c.text)
+			if r.TLSHandshakeFailed {
+				t.Errorf("flagged for a plain text retry: %s", fmtResult(r))
+			}
+			if required := c.level == "encrypt" || c.level == "secure"; required != (r.Classifier == "TLS Enforcement") {
+				t.Errorf("classifier %q", r.Classifier)
+			}
+			line := logs.last()
+			if len(logs.all()) != 1 || !strings.Contains(line, "tls=failed (TLS handshake failed") || !strings.Contains(line, c.log) {
+				t.Fatalf("log %q", logs.all())
+			}
+		})
+	}
+}
+
+// TestSNI: the TLS handshake names the MX host (server name indication),
+// and names nothing when the next hop is an address literal.
+func TestSNI(t *testing.T) {
+	f := peers(t)
+	const ip = "127.0.0.7"
+	certPEM, keyPEM, err := f.ca.Issue("mx.sni.test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var names []string
+	ln, err := net.Listen("tcp", net.JoinHostPort(ip, strconv.Itoa(f.port)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := serveAuth(t, ln, "", "", func(s *smtp.Server) {
+		s.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert},
+			GetConfigForClient: func(hello *tls.ClientHelloInfo) (*tls.Config, error) {
+				mu.Lock()
+				names = append(names, hello.ServerName)
+				mu.Unlock()
+				return nil, nil
+			}}
+	})
+	f.dns.AddMX("sni.test", 10, "mx.sni.test")
+	f.dns.AddA("mx.sni.test", ip)
+	d, logs := newDeliverer(t, f, config.New(), nil)
+	for _, c := range []struct{ domain, sni, log string }{
+		{"sni.test", "mx.sni.test", "STARTTLS=client, relay=mx.sni.test[" + ip + "]:" + strconv.Itoa(f.port) + ", version=TLSv1.3, verify=OK"},
+		{"[" + ip + "]", "", "STARTTLS=client, relay=" + ip + "[" + ip + "]:" + strconv.Itoa(f.port) + ", version=TLSv1.3, verify=FAIL"},
+	} {
+		mu.Lock()
+		names = nil
+		mu.Unlock()
+		r := deliver(t, d, newJob("sni-"+c.domain, "s@mailgate.test", c.domain, "u@"+c.domain))[0]
+		want(t, r, queue.Delivered, 250, "", "")
+		if !strings.HasPrefix(logs.last(), c.log) {
+			t.Fatalf("log %s", logs.last())
+		}
+		mu.Lock()
+		got := names
+		mu.Unlock()
+		if len(got) != 1 || got[0] != c.sni {
+			t.Fatalf("%s: server names in the handshakes %q, want [%q]", c.domain, got, c.sni)
+		}
+	}
+	if n := len(srv.messages()); n != 2 {
+		t.Fatalf("%d messages arrived, want 2", n)
+	}
+}
+
+// TestSMTPSHops: the smtps option of a relay server and fallback-smtps of
+// a protected domain's fallback server make the connection to that hop
+// implicit TLS, and only to that hop.
+func TestSMTPSHops(t *testing.T) {
+	f := peers(t)
+	certPEM, keyPEM, err := f.ca.Issue("127.0.0.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	smtps := startAuthServer(t, "", "", &tls.Config{Certificates: []tls.Certificate{cert}})
+	_, portStr, _ := net.SplitHostPort(smtps.addr)
+	port, _ := strconv.Atoi(portStr)
+	smtpsLog := "SMTPS=client, relay=127.0.0.1[127.0.0.1]:" + portStr + ", version=TLSv1.3, verify=OK"
+	deadLog := "relay=" + deadIP + "[" + deadIP + "]:" + strconv.Itoa(f.port) + ", status=deferred (451 4.4.1 connect to"
+
+	for _, c := range []struct {
+		name  string
+		setup func(cfg *config.Config)
+		logs  []string // prefixes of the attempts' log lines
+		tls   bool     // arrived at the SMTPS server (else at the plain Postfix peer)
+	}{
+		{"relay server smtps", func(cfg *config.Config) {
+			cfg.Mailsetting.RelayServer = []config.RelayServer{
+				{Name: "down", Server: deadIP, Port: f.port, SMTPS: true},
+				{Name: "smarthost", Server: "127.0.0.1", Port: port, SMTPS: true},
+			}
+		}, []string{deadLog, smtpsLog}, true},
+		{"domain fallback-smtps", func(cfg *config.Config) {
+			cfg.Domain = []config.Domain{{Name: "far-away.example", RelayType: "host", SMTPServer: deadIP, SMTPPort: f.port,
+				FallbackHost: "127.0.0.1", FallbackPort: port, FallbackSMTPS: true}}
+		}, []string{deadLog, smtpsLog}, true},
+		{"smtps primary, plain fallback", func(cfg *config.Config) {
+			cfg.Domain = []config.Domain{{Name: "far-away.example", RelayType: "host", SMTPServer: deadIP, SMTPPort: f.port, SMTPS: true,
+				FallbackHost: "mx.plain.test", FallbackPort: f.port}}
+		}, []string{deadLog, "relay=mx.plain.test[" + plainIP + "]:" + strconv.Itoa(f.port) + ", tls=none (reason: not offered), status=sent"}, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			cfg := config.New()
+			c.setup(cfg)
+			d, logs := newDeliverer(t, f, cfg, nil)
+			token := "smtps-hop-" + strings.ReplaceAll(c.name, " ", "-")
+			before := len(smtps.messages())
+			r := deliver(t, d, newJob(token, "s@mailgate.test", "far-away.example", "u@far-away.example"))[0]
+			want(t, r, queue.Delivered, 250, "2.0.0", "")
+			lines := logs.all()
+			if len(lines) != len(c.logs) {
+				t.Fatalf("log %q", lines)
+			}
+			for k, p := range c.logs {
+				if !strings.HasPrefix(lines[k], p) {
+					t.Fatalf("log line %d %q, want %q...", k+1, lines[k], p)
+				}
+			}
+			got := smtps.messages()[before:]
+			if c.tls {
+				if len(got) != 1 || !got[0].tls || !strings.Contains(got[0].data, token) || r.TLS == "" {
+					t.Fatalf("SMTPS server received %+v; %s", got, fmtResult(r))
+				}
+			} else {
+				if len(got) != 0 {
+					t.Fatalf("SMTPS server received %+v", got)
+				}
+				arrivedMessage(t, f.plain, token)
+			}
+		})
+	}
 }

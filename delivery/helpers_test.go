@@ -28,7 +28,7 @@ type fixture struct {
 	ca      *postfixtest.CA // issued the TLS sink's certificate
 	otherCA *postfixtest.CA // trusted by nobody
 	plain   *postfixtest.Instance
-	tls     *postfixtest.Instance
+	tls     *postfixtest.Instance // rejects busy@tls.test (450) and sender busy@mailgate.test (451 at MAIL)
 	broken  *postfixtest.Instance
 	refuse  *postfixtest.Instance
 }
@@ -93,7 +93,9 @@ func startFixture() (*fixture, error) {
 	starts := []start{
 		{&f.plain, postfixtest.SinkOptions{Listen: plainIP, Hostname: "mx.plain.test",
 			RejectRcpt: map[string]string{"bad@plain.test": "550 5.1.1 No such user", "busy@plain.test": "450 4.2.1 Mailbox busy"}}},
-		{&f.tls, postfixtest.SinkOptions{Listen: tlsIP, Hostname: "mx.tls.test", TLSCertPEM: certPEM, TLSKeyPEM: keyPEM}},
+		{&f.tls, postfixtest.SinkOptions{Listen: tlsIP, Hostname: "mx.tls.test", TLSCertPEM: certPEM, TLSKeyPEM: keyPEM,
+			RejectRcpt:   map[string]string{"busy@tls.test": "450 4.2.1 Mailbox busy"},
+			RejectSender: map[string]string{"busy@mailgate.test": "451 4.3.0 Sender busy"}}},
 		{&f.broken, postfixtest.SinkOptions{Listen: brokenIP, Hostname: "mx.broken.test", BrokenTLS: true}},
 		{&f.refuse, postfixtest.SinkOptions{Listen: refuseIP, Hostname: "mx.refuse.test", RefuseTLS: true}},
 	}
@@ -153,6 +155,100 @@ func sharedPort(ips ...string) (int, error) {
 		}
 	}
 	return 0, fmt.Errorf("no port free on %v", ips)
+}
+
+// listen opens a TCP listener for a test server on ip, at a port from
+// postfixtest.FreePort (another caller may take a port between the check
+// and the bind: try again then). The listener is closed when the test
+// ends.
+func listen(t testing.TB, ip string) net.Listener {
+	t.Helper()
+	var lastErr error
+	for range 20 {
+		p, err := postfixtest.FreePort(ip)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ln, err := net.Listen("tcp", net.JoinHostPort(ip, strconv.Itoa(p)))
+		if err == nil {
+			t.Cleanup(func() { ln.Close() })
+			return ln
+		}
+		lastErr = err
+	}
+	t.Fatalf("no free port on %s: %v", ip, lastErr)
+	return nil
+}
+
+// proxy is a TCP proxy in front of a peer that counts the connections
+// it accepts.
+type proxy struct {
+	port int
+	mu   sync.Mutex
+	n    int
+}
+
+// countingProxy forwards connections on a port of ip to target until the
+// test ends. The first busy connections get a 421 greeting instead.
+func countingProxy(t testing.TB, ip, target string, busy int) *proxy {
+	t.Helper()
+	ln := listen(t, ip)
+	p := &proxy{port: ln.Addr().(*net.TCPAddr).Port}
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var open []net.Conn
+	t.Cleanup(func() {
+		ln.Close()
+		mu.Lock()
+		for _, c := range open {
+			c.Close()
+		}
+		mu.Unlock()
+		wg.Wait()
+	})
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			p.mu.Lock()
+			p.n++
+			n := p.n
+			p.mu.Unlock()
+			if n <= busy {
+				c.Write([]byte("421 4.3.2 Service busy, try later\r\n"))
+				c.Close()
+				continue
+			}
+			up, err := net.Dial("tcp", target)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			mu.Lock()
+			open = append(open, c, up)
+			mu.Unlock()
+			wg.Add(2)
+			pipe := func(dst, src net.Conn) {
+				defer wg.Done()
+				io.Copy(dst, src)
+				dst.Close()
+				src.Close()
+			}
+			go pipe(up, c)
+			go pipe(c, up)
+		}
+	}()
+	return p
+}
+
+func (p *proxy) accepted() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.n
 }
 
 // logLines collects a deliverer's log.
@@ -256,6 +352,22 @@ func arrivedTLS(t *testing.T, sink *postfixtest.Instance, r queue.Result, token 
 	return s.TLS != ""
 }
 
+// endedSessionOf waits until sink logs the end of the session that
+// received queue id qid, and returns it (with its command counts).
+func endedSessionOf(t *testing.T, sink *postfixtest.Instance, qid string) postfixtest.Session {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if s, ok := sink.SessionOf(qid); ok && s.Stats != "" {
+			return s
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the session of %s did not end within 10s", qid)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 func statusName(s queue.Status) string {
 	switch s {
 	case queue.Delivered:
@@ -267,5 +379,5 @@ func statusName(s queue.Status) string {
 }
 
 func fmtResult(r queue.Result) string {
-	return fmt.Sprintf("%s %d %s %q host=%s tls=%q flag=%v", statusName(r.Status), r.Code, r.Enhanced, r.Text, r.Host, r.TLS, r.TLSHandshakeFailed)
+	return fmt.Sprintf("%s %d %s %q host=%s tls=%q flag=%v classifier=%q", statusName(r.Status), r.Code, r.Enhanced, r.Text, r.Host, r.TLS, r.TLSHandshakeFailed, r.Classifier)
 }

@@ -129,6 +129,11 @@ func (s *Server) add(rr dns.RR) {
 	h.Name = fqdn(h.Name)
 	h.Class = dns.ClassINET
 	h.Ttl = s.ttl
+	for _, old := range s.records[h.Name] {
+		if dns.IsDuplicate(old, rr) {
+			return // an RRset is a set (RFC 2181 5): adding a record twice changes nothing
+		}
+	}
 	s.records[h.Name] = append(s.records[h.Name], rr)
 }
 

@@ -24,6 +24,8 @@ func TestServer(t *testing.T) {
 	s.AddMX("example.test", 20, "mx2.example.test")
 	s.AddMX("example.test", 10, "MX1.example.test.")
 	s.AddA("mx1.example.test", "127.0.0.2")
+	s.AddA("MX1.example.test", "127.0.0.2") // the same record again: still one
+	s.AddMX("example.test", 20, "mx2.example.test")
 	s.AddAAAA("mx1.example.test", "::1")
 	s.AddNullMX("nomail.test")
 	s.AddPTR("127.0.0.2", "mx1.example.test")

@@ -71,6 +71,9 @@ type SinkOptions struct {
 	// RejectRcpt rejects recipients at RCPT time: address -> reply, e.g.
 	// "550 5.1.1 No such user" or "450 4.2.1 Try later".
 	RejectRcpt map[string]string
+	// RejectSender rejects senders at MAIL time: address -> reply, e.g.
+	// "451 4.3.0 Try later". Setting it turns off smtpd_delay_reject.
+	RejectSender map[string]string
 	// Dir is the instance directory (""; a new temporary directory that
 	// Stop removes). Messages go to Dir/mail/sink/new.
 	Dir string
@@ -138,6 +141,15 @@ func NewSink(o SinkOptions) (*Instance, error) {
 		return fail(err)
 	}
 
+	var senders strings.Builder
+	for _, from := range slices.Sorted(maps.Keys(o.RejectSender)) {
+		fmt.Fprintf(&senders, "%s\t%s\n", strings.ToLower(from), o.RejectSender[from])
+	}
+	sendersFile := filepath.Join(inst.Dir, "sender_access")
+	if err := writeOld(sendersFile, []byte(senders.String())); err != nil {
+		return fail(err)
+	}
+
 	cf := baseMain(inst, o.Hostname, o.Listen)
 	cf["virtual_mailbox_domains"] = "static:ALL"
 	cf["virtual_mailbox_base"] = mail
@@ -146,6 +158,10 @@ func NewSink(o SinkOptions) (*Instance, error) {
 	cf["virtual_gid_maps"] = "static:" + strconv.Itoa(nogroup)
 	cf["virtual_minimum_uid"] = "1"
 	cf["smtpd_recipient_restrictions"] = "check_recipient_access texthash:" + accessFile + ", permit_mynetworks, reject_unauth_destination"
+	if len(o.RejectSender) > 0 {
+		cf["smtpd_sender_restrictions"] = "check_sender_access texthash:" + sendersFile
+		cf["smtpd_delay_reject"] = "no"
+	}
 
 	certPEM, keyPEM := o.TLSCertPEM, o.TLSKeyPEM
 	if (o.BrokenTLS || o.RefuseTLS) && (len(certPEM) == 0 || len(keyPEM) == 0) {

@@ -52,7 +52,8 @@ func TestSinkRelayAndTLS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	plain := StartSink(t, SinkOptions{RejectRcpt: map[string]string{"nobody@x.test": "550 5.1.1 No such user"}})
+	plain := StartSink(t, SinkOptions{RejectRcpt: map[string]string{"nobody@x.test": "550 5.1.1 No such user"},
+		RejectSender: map[string]string{"later@src.test": "451 4.3.0 Try later"}})
 	tlsSink := StartSink(t, SinkOptions{TLSCertPEM: certPEM, TLSKeyPEM: keyPEM, Hostname: "mx.tls.test"})
 	broken := StartSink(t, SinkOptions{BrokenTLS: true})
 	refuse := StartSink(t, SinkOptions{RefuseTLS: true})
@@ -66,6 +67,11 @@ func TestSinkRelayAndTLS(t *testing.T) {
 	_, err = send(t, plain.Addr, nil, "a@src.test", []string{"nobody@x.test"}, "x")
 	if err == nil || !strings.Contains(err.Error(), "550") || !strings.Contains(err.Error(), "5.1.1") {
 		t.Fatalf("rejected recipient: %v", err)
+	}
+
+	_, err = send(t, plain.Addr, nil, "later@src.test", []string{"b@any.example"}, "x")
+	if err == nil || !strings.Contains(err.Error(), "451") || !strings.Contains(err.Error(), "4.3.0") {
+		t.Fatalf("rejected sender: %v", err)
 	}
 
 	conf := &tls.Config{ServerName: "mx.tls.test", RootCAs: ca.Pool()}

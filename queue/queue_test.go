@@ -376,6 +376,49 @@ func TestBounceDSN(t *testing.T) {
 	}
 }
 
+// TestHistoryClassifierFromDelivery: a recipient that bounces because of
+// the appliance's outbound TLS policy is recorded with the classifier the
+// delivery gives ("TLS Enforcement"), not with the one it was received
+// with; other outcomes keep the receive classifier.
+func TestHistoryClassifierFromDelivery(t *testing.T) {
+	e := newEnv(t, nil)
+	e.dlv.setFn(func(_ context.Context, j *Job, _ []byte) []Result {
+		var out []Result
+		for _, r := range j.Rcpts {
+			switch {
+			case strings.HasPrefix(r, "tls"):
+				out = append(out, Result{Rcpt: r, Status: PermFail, Code: 550, Enhanced: "5.7.0", Text: "TLS required, but the session is not encrypted",
+					Host: "mx.remote.example", Classifier: "TLS Enforcement"})
+			case strings.HasPrefix(r, "nobody"):
+				out = append(out, Result{Rcpt: r, Status: PermFail, Code: 550, Enhanced: "5.1.1", Text: "user unknown", Host: "mx.remote.example"})
+			default:
+				out = append(out, Result{Rcpt: r, Status: Delivered, Code: 250, Enhanced: "2.0.0", Text: "ok", Host: "mx.remote.example"})
+			}
+		}
+		return out
+	})
+	rcpts := []string{"tls@remote.example", "nobody@remote.example", "bob@remote.example"}
+	id, err := e.q.Enqueue(Envelope{From: "alice@local.test", Recipients: rcpts, SessionID: "S1", Received: e.clock.Now(),
+		Classifiers: []string{"Protected Domain", "Protected Domain", "Protected Domain"}}, strings.NewReader(msg("classifier", "x")))
+	must(t, err)
+	e.q.Start()
+	waitFor(t, "3 history records", func() bool { return len(e.rec.histories()) >= 3 })
+	e.settle()
+	want := map[string]string{"tls@remote.example": "TLS Enforcement", "nobody@remote.example": "Protected Domain", "bob@remote.example": "Protected Domain"}
+	for _, h := range e.rec.histories() {
+		if h.MsgID != id {
+			continue // the DSN
+		}
+		if h.Classifier != want[h.To] {
+			t.Errorf("%s (%s): classifier %q, want %q", h.To, h.Disposition, h.Classifier, want[h.To])
+		}
+		delete(want, h.To)
+	}
+	if len(want) != 0 {
+		t.Fatalf("no history for %v", want)
+	}
+}
+
 func TestNullSenderBounceGoesDead(t *testing.T) {
 	e := newEnv(t, nil)
 	e.dlv.setFn(func(_ context.Context, j *Job, _ []byte) []Result {

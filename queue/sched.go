@@ -357,6 +357,9 @@ func (q *Queue) finish(j *job, jb *Job, results []Result) {
 		h := HistoryRecord{Time: now, MsgID: m.id, SessionID: m.p.Env.SessionID, ClientIP: m.p.Env.ClientIP,
 			From: sender, To: rc.Addr, Status: rc.Err, Host: rc.Host, TLS: rc.TLS, Attempts: rc.Attempts,
 			Classifier: m.p.Env.Classifier(rc.Addr), InboundTLS: m.p.Env.TLS}
+		if res.Classifier != "" && res.Status != Delivered {
+			h.Classifier = res.Classifier
+		}
 		switch res.Status {
 		case Delivered:
 			rc.State, rc.Next = StateDelivered, 0

@@ -62,6 +62,11 @@ type Result struct {
 	// TLSHandshakeFailed reports that this attempt failed in the TLS phase
 	// in a way that the next-retry fallback modes react to.
 	TLSHandshakeFailed bool
+	// Classifier, when set, says that the appliance's own outbound policy
+	// caused the failure ("TLS Enforcement": a delivery rule's TLS profile
+	// was not met); the history records it in place of the classifier the
+	// recipient got when the message was received.
+	Classifier string
 }
 
 // Deliverer performs delivery attempts (the delivery package).

@@ -26,7 +26,6 @@ import (
 	"net"
 	"net/netip"
 	"runtime/debug"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -383,14 +382,7 @@ func (s *Server) derive(c *config.Config) *derived {
 	if loc, err := time.LoadLocation(c.System.Global.Timezone); err == nil && c.System.Global.Timezone != "" {
 		d.loc = loc
 	}
-	g := c.System.Global
-	d.hostname = g.Hostname
-	if d.hostname == "" {
-		d.hostname = "mailgate"
-	}
-	if g.LocalDomainName != "" && !strings.Contains(d.hostname, ".") {
-		d.hostname += "." + g.LocalDomainName
-	}
+	d.hostname = c.System.Global.MailName()
 	if s.o.Certs != nil {
 		d.tls = serverTLSConfig(c, s.o.Certs)
 	}

@@ -77,7 +77,9 @@ type listener struct {
 func Start(o Options) (*Mode, error) {
 	m := &Mode{opt: o, svc: o.Service, listeners: map[smtpd.Kind]*listener{}}
 	cfg := func() *config.Config { c, _ := m.svc.Config(); return c }
-	hostname := func() string { return cfg().System.Global.Hostname }
+	// The name in EHLO (unless helo-name is set) and in DSNs: the same
+	// as inbound SMTP's.
+	hostname := func() string { return cfg().System.Global.MailName() }
 	logs := m.svc.Log()
 	m.dns = m.dnsServers(cfg())
 	resolver := delivery.NewResolver(m.dns)
