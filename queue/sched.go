@@ -7,6 +7,8 @@ import (
 	"runtime/debug"
 	"strings"
 	"time"
+
+	"mailgate/queue/retry"
 )
 
 // maxSleep bounds the scheduler's sleep, so that a clock that jumps is
@@ -389,15 +391,7 @@ func (q *Queue) finish(j *job, jb *Job, results []Result) {
 				break
 			}
 			rc.State = StateDeferred
-			wait := sch.RetryInterval
-			if rc.Attempts == 1 && wait > FirstRetry {
-				wait = FirstRetry
-			}
-			next := now.Add(wait)
-			if limit := received.Add(sch.MaxAge); next.After(limit) {
-				next = limit
-			}
-			rc.Next = unixNano(next)
+			rc.Next = unixNano(retry.Next(received, now, rc.Attempts, sch.RetryInterval, sch.MaxAge))
 			if sch.WarningAfter > 0 && !rc.Warned && age >= sch.WarningAfter {
 				rc.Warned = true
 				if sender != "" {

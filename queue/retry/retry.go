@@ -2,9 +2,8 @@
 // the configuration check, which counts with Attempts what a `mailsetting
 // queue` budget allows. It imports nothing of mailgate, so that both the
 // queue and the configuration can import it. The queue's scheduler
-// (Queue.finish) places retries with the same rule and the constant
-// First; queue.TestScheduleFollowsRetryAttempts checks on a fake clock
-// that its attempts are exactly those Attempts lists.
+// places retries with Next; queue.TestScheduleFollowsRetryAttempts checks
+// on a fake clock that its attempts are exactly those Attempts lists.
 package retry
 
 import (
