@@ -308,6 +308,25 @@ func (l trackListener) Accept() (net.Conn, error) {
 }
 
 // dropConnections closes every connection accepted so far, under the
+
+// startSMTPSServer starts an implicit-TLS test server with a certificate
+// of the fixture's CA for 127.0.0.1, and returns it with its port.
+func startSMTPSServer(t *testing.T, f *fixture) (*authServer, int) {
+	t.Helper()
+	certPEM, keyPEM, err := f.ca.Issue("127.0.0.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := startAuthServer(t, "", "", &tls.Config{Certificates: []tls.Certificate{cert}})
+	_, portStr, _ := net.SplitHostPort(srv.addr)
+	port, _ := strconv.Atoi(portStr)
+	return srv, port
+}
+
 // SMTP server's feet; it returns how many there were.
 func (a *authServer) dropConnections() int {
 	a.mu.Lock()
@@ -616,18 +635,8 @@ func TestProtectedDomain(t *testing.T) {
 	}()
 	busyPort := busy.Addr().(*net.TCPAddr).Port
 
-	// An SMTPS server with a certificate for its address.
-	certPEM, keyPEM, err := f.ca.Issue("127.0.0.1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := tls.X509KeyPair(certPEM, keyPEM)
-	if err != nil {
-		t.Fatal(err)
-	}
-	smtps := startAuthServer(t, "", "", &tls.Config{Certificates: []tls.Certificate{cert}})
-	_, smtpsPort, _ := net.SplitHostPort(smtps.addr)
-	sp, _ := strconv.Atoi(smtpsPort)
+	smtps, sp := startSMTPSServer(t, f)
+	smtpsPort := strconv.Itoa(sp)
 
 	cfg := config.New()
 	cfg.Domain = []config.Domain{
@@ -860,17 +869,8 @@ func TestSNI(t *testing.T) {
 // implicit TLS, and only to that hop.
 func TestSMTPSHops(t *testing.T) {
 	f := peers(t)
-	certPEM, keyPEM, err := f.ca.Issue("127.0.0.1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := tls.X509KeyPair(certPEM, keyPEM)
-	if err != nil {
-		t.Fatal(err)
-	}
-	smtps := startAuthServer(t, "", "", &tls.Config{Certificates: []tls.Certificate{cert}})
-	_, portStr, _ := net.SplitHostPort(smtps.addr)
-	port, _ := strconv.Atoi(portStr)
+	smtps, port := startSMTPSServer(t, f)
+	portStr := strconv.Itoa(port)
 	smtpsLog := "SMTPS=client, relay=127.0.0.1[127.0.0.1]:" + portStr + ", version=TLSv1.3, verify=OK"
 	deadLog := "relay=" + deadIP + "[" + deadIP + "]:" + strconv.Itoa(f.port) + ", status=deferred (451 4.4.1 connect to"
 
