@@ -376,7 +376,9 @@ func (st *run) attempt(h hop, ip netip.Addr) {
 		wantTLS, plainWhy = false, "disabled by TLS profile"
 	case !policy.UseSTARTTLS(cfg, job.Domain, h.name):
 		wantTLS, plainWhy = false, "excluded by policy"
-	case job.PreferPlain && nextRetry:
+	case job.PreferPlain && nextRetry && (h.relay == nil || !h.relay.AuthStatus):
+		// A relay that needs AUTH gets no plain text attempt: credentials
+		// only go over TLS, so it could only defer.
 		wantTLS, plainWhy = false, "plain text retry after TLS failure"
 	}
 	helo := stls.HeloName

@@ -508,10 +508,12 @@ func TestRelayServerAuth(t *testing.T) {
 			"relay=127.0.0.1[127.0.0.1]:PORT, tls=none (reason: not offered), status=deferred (451 4.7.0 relay 127.0.0.1[127.0.0.1]:PORT requires authentication but the connection is not encrypted; credentials not sent)", 0},
 		{"fallback plain", broken, false, pass, "plain", false, queue.TempFail, "not encrypted; credentials not sent",
 			"tls=none (reason: fallback to plain after TLS handshake failed", 0},
-		{"next-retry plain attempt", starttls, false, pass, "next-retry", true, queue.TempFail, "not encrypted; credentials not sent",
-			"tls=none (reason: plain text retry after TLS failure), status=deferred (451 4.7.0 relay", 0},
-		{"next-retry-any plain attempt", starttls, false, pass, "next-retry-any", true, queue.TempFail, "not encrypted; credentials not sent",
-			"tls=none (reason: plain text retry after TLS failure), status=deferred (451 4.7.0 relay", 0},
+		// The alternating modes' plain text attempt is not made to a relay
+		// that needs AUTH: it stays on TLS.
+		{"next-retry after a TLS failure", starttls, false, pass, "next-retry", true, queue.Delivered, "",
+			"STARTTLS=client, relay=127.0.0.1[127.0.0.1]:PORT, version=TLSv1.3, verify=OK", 1},
+		{"next-retry-any after a TLS failure", starttls, false, pass, "next-retry-any", true, queue.Delivered, "",
+			"STARTTLS=client, relay=127.0.0.1[127.0.0.1]:PORT, version=TLSv1.3, verify=OK", 1},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			_, portStr, _ := net.SplitHostPort(c.srv.addr)
