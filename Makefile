@@ -8,7 +8,7 @@ DATA    ?= $(CURDIR)/data
 # "context deadline exceeded" and no crashing input (go.dev/issue/75804).
 FUZZTIME ?= 10000x
 
-.PHONY: all build run test test-deps unit fuzz vet soak bench bench-quick image image-deps test-image clean
+.PHONY: all build run test test-deps unit fuzz vet soak bench bench-quick image test-image clean
 
 all: build
 

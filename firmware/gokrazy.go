@@ -31,7 +31,6 @@ const Socket = "/run/gokrazy-http.sock"
 
 // Runtime is the gokrazy runtime of the appliance image.
 type Runtime struct {
-	Socket string
 	Arch   string // GOARCH an upgrade must match
 	client *http.Client
 	// installing serialises Install, whichever interface asks.
@@ -52,7 +51,7 @@ func Detect() *Runtime {
 
 // New returns a runtime client talking to gokrazy on socket.
 func New(socket string) *Runtime {
-	return &Runtime{Socket: socket, Arch: runtime.GOARCH, client: &http.Client{Transport: &http.Transport{
+	return &Runtime{Arch: runtime.GOARCH, client: &http.Client{Transport: &http.Transport{
 		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 			var d net.Dialer
 			return d.DialContext(ctx, "unix", socket)

@@ -56,9 +56,9 @@ const (
 	MiB       = 1 << 20
 	bootStart = 4 * MiB
 	bootSize  = 100 * MiB
-	rootSize  = 256 * MiB
-	// DefaultDiskSize leaves about 400 MiB for /perm; a larger disk or
-	// a disk image grown before the first boot gives /perm the rest.
+	rootSize  = firmware.MaxRootSize
+	// DefaultDiskSize leaves about 400 MiB for /perm. /perm keeps the
+	// size the image gives it: a larger disk does not grow it.
 	DefaultDiskSize = 1024 * MiB
 	gptReserve      = 33 * 512 // backup GPT at the end of the disk
 )
@@ -133,7 +133,7 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	if size > rootSize || size > firmware.MaxRootSize {
+	if size > rootSize {
 		return nil, fmt.Errorf("image: root file system is %d MiB, the root partitions hold %d MiB", size/MiB, rootSize/MiB)
 	}
 	res.RootSize, res.RootSHA256 = size, sum

@@ -13,11 +13,10 @@ import (
 
 // Well-known GPT partition type GUIDs.
 var (
-	TypeEFISystem          = MustParseGUID("C12A7328-F81F-11D2-BA4B-00A0C93EC93B")
-	TypeLinuxRootAMD64     = MustParseGUID("4F68BCE3-E8CD-4DB1-96E7-FBCAF984B709") // root (x86-64)
-	TypeLinuxRootARM64     = MustParseGUID("B921B045-1DF0-41C3-AF44-4C6F280D3FAE") // root (arm64)
-	TypeLinuxData          = MustParseGUID("0FC63DAF-8483-4772-8E79-3D69D8477DE4") // Linux filesystem data
-	TypeMicrosoftBasicData = MustParseGUID("EBD0A0A2-B9E5-4433-87C0-68B6B72699C7")
+	TypeEFISystem      = MustParseGUID("C12A7328-F81F-11D2-BA4B-00A0C93EC93B")
+	TypeLinuxRootAMD64 = MustParseGUID("4F68BCE3-E8CD-4DB1-96E7-FBCAF984B709") // root (x86-64)
+	TypeLinuxRootARM64 = MustParseGUID("B921B045-1DF0-41C3-AF44-4C6F280D3FAE") // root (arm64)
+	TypeLinuxData      = MustParseGUID("0FC63DAF-8483-4772-8E79-3D69D8477DE4") // Linux filesystem data
 )
 
 // swapGUID converts between the text byte order and the on-disk encoding (the

@@ -29,7 +29,7 @@ const (
 
 func main() {
 	if len(os.Args) > 1 && os.Args[1] == "netconfig" {
-		netconfig(os.Args[2:]) // never returns
+		netconfig() // never returns
 	}
 	if err := gokrazy.Boot(buildTimestamp); err != nil {
 		log.Fatal(err)

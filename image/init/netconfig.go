@@ -19,7 +19,7 @@ const (
 
 // netconfig replaces the process with gokrazy's DHCP client, in static
 // mode when the appliance asked for a static address.
-func netconfig(args []string) {
+func netconfig() {
 	argv := []string{dhcpPath, "-interface", firstInterface}
 	if _, err := os.Stat(staticNetworkFile); err == nil {
 		argv = append(argv, "-static_network_config="+staticNetworkFile)
