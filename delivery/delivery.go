@@ -214,6 +214,27 @@ func (st *run) deferTo(i int, r queue.Result) {
 	st.res[i], st.tried[i] = r, true
 }
 
+// record records a recipient decided before any transaction: a temporary
+// failure is deferred (another hop may do better), anything else final.
+func (st *run) record(i int, r queue.Result, a *attemptLog) {
+	if r.Status == queue.TempFail {
+		st.deferTo(i, r)
+	} else {
+		st.finish(i, r)
+	}
+	a.add(i, r)
+}
+
+// tlsRequired is the result of a recipient whose TLS profile the session
+// with relay does not meet (f from policy.CheckTLS).
+func tlsRequired(f *policy.TLSFailure, text, relay string) queue.Result {
+	r := queue.Result{Status: queue.PermFail, Code: f.Code, Enhanced: f.Enhanced, Text: text, Host: relay, Classifier: policy.ClassTLS}
+	if f.Temp {
+		r.Status = queue.TempFail
+	}
+	return r
+}
+
 func (st *run) result() []queue.Result {
 	for i := range st.res {
 		if st.tlsFail[i] && st.res[i].Status == queue.TempFail {
@@ -448,12 +469,7 @@ func (st *run) attempt(h hop, ip netip.Addr) {
 		}
 		a.setSession(s)
 		for _, v := range verdicts {
-			if v.final {
-				st.finish(v.i, v.r)
-			} else {
-				st.deferTo(v.i, v.r)
-			}
-			a.add(v.i, v.r)
+			st.record(v.i, v.r, a)
 		}
 		if len(send) == 0 {
 			release()
@@ -492,9 +508,8 @@ func (st *run) attempt(h hop, ip netip.Addr) {
 
 // verdict is a recipient decided before its transaction.
 type verdict struct {
-	i     int
-	r     queue.Result
-	final bool // finish, else defer
+	i int
+	r queue.Result
 }
 
 // screen decides, without recording anything, which of the pending
@@ -516,13 +531,9 @@ func (st *run) screen(s *session, plans []rcptPlan, a *attemptLog, relay string)
 			case !s.verified && s.verifyErr != nil && strings.Contains(text, "not verified"):
 				text += ": " + s.verifyErr.Error()
 			}
-			r := queue.Result{Code: f.Code, Enhanced: f.Enhanced, Text: text, Host: relay, TLS: tlsDesc, Classifier: policy.ClassTLS}
-			if f.Temp {
-				r.Status = queue.TempFail
-			} else {
-				r.Status = queue.PermFail
-			}
-			verdicts = append(verdicts, verdict{i: pl.i, r: r, final: !f.Temp})
+			r := tlsRequired(f, text, relay)
+			r.TLS = tlsDesc
+			verdicts = append(verdicts, verdict{i: pl.i, r: r})
 			continue
 		}
 		send = append(send, pl.i)
@@ -536,7 +547,7 @@ func (st *run) screen(s *session, plans []rcptPlan, a *attemptLog, relay string)
 		r := queue.Result{Status: queue.PermFail, Code: 552, Enhanced: "5.3.4", Host: relay, TLS: tlsDesc,
 			Text: fmt.Sprintf("message size %d exceeds the limit of %d bytes of %s", job.Size, limit, relay)}
 		for _, i := range send {
-			verdicts = append(verdicts, verdict{i: i, r: r, final: true})
+			verdicts = append(verdicts, verdict{i: i, r: r})
 		}
 		return nil, verdicts, tlsDesc, false
 	}
@@ -548,7 +559,7 @@ func (st *run) screen(s *session, plans []rcptPlan, a *attemptLog, relay string)
 		r := queue.Result{Status: queue.PermFail, Code: 553, Enhanced: "5.6.7", Host: relay, TLS: tlsDesc,
 			Text: relay + " does not support SMTPUTF8 for internationalized addresses"}
 		for _, i := range send {
-			verdicts = append(verdicts, verdict{i: i, r: r, final: true})
+			verdicts = append(verdicts, verdict{i: i, r: r})
 		}
 		return nil, verdicts, tlsDesc, false
 	}
@@ -629,8 +640,10 @@ func (st *run) connect(h hop, ap netip.AddrPort, key poolKey, relay string, want
 		// their profile, the others by the fallback mode.
 		what := map[tlsOutcome]string{tlsRefused: "STARTTLS refused", tlsHandshake: "TLS handshake failed", tlsAfter: "EHLO after STARTTLS failed"}[out]
 		reason := fmt.Sprintf("%s: %v", what, tlsErr)
-		// SMTPS has no plain text to fall back to, now or next time.
-		flag := !h.smtps && ((fallback == "next-retry" && out == tlsHandshake) || fallback == "next-retry-any")
+		if h.smtps {
+			fallback = "none" // SMTPS has no plain text to fall back to, now or next time
+		}
+		flag := (fallback == "next-retry" && out == tlsHandshake) || fallback == "next-retry-any"
 		continuePlain := false
 		for _, pl := range plans {
 			if st.done[pl.i] {
@@ -638,19 +651,10 @@ func (st *run) connect(h hop, ap netip.AddrPort, key poolKey, relay string, want
 			}
 			if pl.required {
 				f := policy.CheckTLS(pl.profile, nil)
-				r := queue.Result{Code: f.Code, Enhanced: f.Enhanced, Text: fmt.Sprintf("TLS required, but %s (%s)", reason, relay), Host: relay,
-					Classifier: policy.ClassTLS}
-				if f.Temp {
-					r.Status = queue.TempFail
-					st.deferTo(pl.i, r)
-				} else {
-					r.Status = queue.PermFail
-					st.finish(pl.i, r)
-				}
-				a.add(pl.i, r)
+				st.record(pl.i, tlsRequired(f, fmt.Sprintf("TLS required, but %s (%s)", reason, relay), relay), a)
 				continue
 			}
-			if fallback == "plain" && !h.smtps {
+			if fallback == "plain" {
 				continuePlain = true
 				continue
 			}
