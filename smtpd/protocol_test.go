@@ -148,6 +148,11 @@ func TestMalformedCommands(t *testing.T) {
 		{[]string{"EHLO x", "MAIL FROM:<a@b.example>", "RCPT TO:<bob@example.com> NOTIFY=NEVER"}, "504 5.5.4"},
 		{[]string{"EHLO x", "MAIL FROM:<a@b.example>", "RCPT TO:<bob@example.com> FOO=bar"}, "555 5.5.4"},
 		{[]string{"EHLO x", "MAIL FROM:<a@b.example>", "DATA"}, "503 5.5.1"}, {[]string{"EHLO x", "DATA x"}, "501 5.5.4"},
+		// During a BDAT transfer (a first chunk "a\r\n" taken), commands
+		// other than BDAT are out of sequence.
+		{[]string{"EHLO x", "MAIL FROM:<a@b.example>", "RCPT TO:<bob@example.com>", "BDAT 3\r\na", "MAIL FROM:<a@b.example>"}, "503 5.5.1"},
+		{[]string{"EHLO x", "MAIL FROM:<a@b.example>", "RCPT TO:<bob@example.com>", "BDAT 3\r\na", "RCPT TO:<bob@example.com>"}, "503 5.5.1"},
+		{[]string{"EHLO x", "MAIL FROM:<a@b.example>", "RCPT TO:<bob@example.com>", "BDAT 3\r\na", "DATA"}, "503 5.5.1"},
 	} {
 		c := dial(t, e.addr[SMTP])
 		c.reply()

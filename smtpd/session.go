@@ -552,10 +552,6 @@ func (s *session) helo() string {
 	return s.conn.Hostname()
 }
 
-// copyMessage copies the message from r to w. For DATA (normalise false)
-// it reports whether a bare CR or LF occurred, and stops storing (but
-// keeps reading, so that the dialogue stays in step) once one did. For
-// BDAT it rewrites bare CR and LF to CRLF and ends the message with CRLF.
 // copyBuffers are copyMessage's working buffers, reused across messages:
 // allocating them per message cost a tenth of the CPU under load.
 type copyBuffers struct {
@@ -565,6 +561,10 @@ type copyBuffers struct {
 
 var copyBufs = sync.Pool{New: func() any { return new(copyBuffers) }}
 
+// copyMessage copies the message from r to w. For DATA (normalise false)
+// it reports whether a bare CR or LF occurred, and stops storing (but
+// keeps reading, so that the dialogue stays in step) once one did. For
+// BDAT it rewrites bare CR and LF to CRLF and ends the message with CRLF.
 func copyMessage(w io.Writer, r io.Reader, normalise bool) (size int64, bare bool, err error) {
 	bufs := copyBufs.Get().(*copyBuffers)
 	defer copyBufs.Put(bufs)
@@ -656,13 +656,13 @@ func (s *session) received(msgID string, rcpts []string, now time.Time) string {
 	return b.String()
 }
 
-// sanitize keeps printable ASCII other than parentheses and angle brackets
-// (which would change the header's structure) and limits the length.
+// sanitize keeps printable ASCII other than parentheses, angle brackets
+// and semicolons (which would change the header's structure) and limits
+// the length.
 func sanitize(s string, max int) string {
 	clean := len(s) <= max
 	for i := 0; clean && i < len(s); i++ {
-		c := s[i]
-		clean = c > ' ' && c < 0x7f && c != '(' && c != ')' && c != '<' && c != '>' && c != ';'
+		clean = !headerUnsafe(s[i])
 	}
 	if clean {
 		return s
@@ -672,10 +672,15 @@ func sanitize(s string, max int) string {
 		if b.Len() >= max {
 			break
 		}
-		if c <= ' ' || c >= 0x7f || c == '(' || c == ')' || c == '<' || c == '>' || c == ';' {
+		if headerUnsafe(c) {
 			c = '?'
 		}
 		b.WriteByte(c)
 	}
 	return b.String()
+}
+
+// headerUnsafe reports whether sanitize replaces c.
+func headerUnsafe(c byte) bool {
+	return c <= ' ' || c >= 0x7f || c == '(' || c == ')' || c == '<' || c == '>' || c == ';'
 }
