@@ -180,9 +180,9 @@ type sampler struct {
 	stop chan struct{}
 	done chan struct{}
 
-	mu                sync.Mutex
-	peakHWM, peakPss  int64
-	peakRSS, maxProcs int64
+	mu               sync.Mutex
+	peakHWM, peakPss int64
+	maxProcs         int64
 }
 
 func startSampler(p procSet) *sampler {
@@ -211,7 +211,6 @@ func (s *sampler) sample(withPss bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.peakHWM = max(s.peakHWM, m.hwm)
-	s.peakRSS = max(s.peakRSS, m.rss)
 	s.maxProcs = max(s.maxProcs, int64(m.procs))
 	if withPss {
 		s.peakPss = max(s.peakPss, m.pss)

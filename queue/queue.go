@@ -69,8 +69,6 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 	bolterrors "go.etcd.io/bbolt/errors"
-
-	"mailgate/queue/retry"
 )
 
 // Defaults for zero Options fields and a zero Schedule.
@@ -80,9 +78,6 @@ const (
 	DefaultMinFreeBytes  = 64 << 20
 	DefaultRetryInterval = 15 * time.Minute
 	DefaultMaxAge        = 120 * time.Hour
-	// FirstRetry bounds the wait after the first failed attempt of a
-	// recipient; later retries wait RetryInterval (see package retry).
-	FirstRetry = retry.First
 )
 
 // Errors.

@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"mailgate/queue/retry"
 )
 
 func TestEnqueueDelivered(t *testing.T) {
@@ -160,7 +162,7 @@ func TestRetrySchedule(t *testing.T) {
 	waitFor(t, "attempt 1", func() bool { return calls.Load() == 1 })
 	e.settle()
 	r := e.get(id).Recipients[0]
-	if r.State != StateDeferred || r.Attempts != 1 || !r.NextAttempt.Equal(t0.Add(FirstRetry)) || r.LastError != "451 4.7.1 greylisted" ||
+	if r.State != StateDeferred || r.Attempts != 1 || !r.NextAttempt.Equal(t0.Add(retry.First)) || r.LastError != "451 4.7.1 greylisted" ||
 		!r.FirstAttempt.Equal(t0) || !r.LastAttempt.Equal(t0) {
 		t.Fatalf("after attempt 1: %+v", r)
 	}

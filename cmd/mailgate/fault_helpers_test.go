@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"math/rand/v2"
 	"mime"
 	"mime/multipart"
@@ -249,11 +250,7 @@ func (l *loadGen) stop() {
 func (l *loadGen) ackedIDs() map[string]bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	out := make(map[string]bool, len(l.acked))
-	for id := range l.acked {
-		out[id] = true
-	}
-	return out
+	return maps.Clone(l.acked)
 }
 
 // waitAcked waits until at least n messages were acknowledged in total.
@@ -364,11 +361,7 @@ func (l *sourceLoad) stop() {
 func (l *sourceLoad) ackedIDs() map[string]bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	out := make(map[string]bool, len(l.acked))
-	for id := range l.acked {
-		out[id] = true
-	}
-	return out
+	return maps.Clone(l.acked)
 }
 
 // sinkMessages returns a function listing the messages a Postfix sink
