@@ -13,14 +13,22 @@ import (
 // "Do you want to continue? (y/n)" and pasted text such as certificates).
 type Console interface {
 	io.Writer
-	// ReadLine prints prompt (interactive mode only) and returns the next
-	// input line without its line ending. io.EOF when the input ends.
+	// ReadLine prints prompt (as the terminal's prompt, or on a line of
+	// its own in plain mode) and returns the next input line without its
+	// line ending. io.EOF when the input ends.
 	ReadLine(prompt string) (string, error)
 	// ReadPassword is ReadLine without echo (interactive mode); in plain
 	// mode it is the same as ReadLine.
 	ReadPassword(prompt string) (string, error)
 	// Interactive reports whether a PTY is attached (prompts, echo, help).
 	Interactive() bool
+}
+
+// LineUnreader is a plain-mode Console that can put a line back, so that
+// the next ReadLine returns it: a script's line that was read as the
+// answer to a question but is not one (see Session.confirm).
+type LineUnreader interface {
+	Unread(line string)
 }
 
 // Interpreter runs the command language for one admin session.

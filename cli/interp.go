@@ -229,7 +229,7 @@ func (s *Session) confirm(con Console, what string) (bool, error) {
 	if con.Interactive() {
 		return false, nil
 	}
-	if u, ok := con.(interface{ Unread(string) }); ok {
+	if u, ok := con.(LineUnreader); ok {
 		u.Unread(ans)
 	}
 	return false, s.fail(con, &config.Error{Code: config.CodeParse, Msg: fmt.Sprintf("command parse error before '%s'", ans),

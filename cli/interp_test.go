@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"bufio"
 	"bytes"
 	"crypto/x509"
 	"encoding/pem"
@@ -249,9 +250,11 @@ func TestOperationModeSwitchAsks(t *testing.T) {
 func TestConfirmInScript(t *testing.T) {
 	svc := openService(t, t.TempDir())
 	s := NewSession(svc, "admin", false)
-	// Commands and what they read come from one queue, as in runPlain.
-	con := &scriptConsole{in: []string{"config system global", "set operation-mode server", "end",
-		"config system dns", "set primary 192.0.2.53", "end"}}
+	// The plain console of an SSH session without a PTY, reading the
+	// script as runPlain does: commands and answers come from one input.
+	var buf bytes.Buffer
+	script := "config system global\nset operation-mode server\nend\nconfig system dns\nset primary 192.0.2.53\nend\n"
+	con := &sshPlain{out: &buf, sc: bufio.NewScanner(strings.NewReader(script))}
 	var failed []string
 	for {
 		l, err := con.ReadLine("")
@@ -262,7 +265,7 @@ func TestConfirmInScript(t *testing.T) {
 			failed = append(failed, l)
 		}
 	}
-	out := con.out.String()
+	out := buf.String()
 	if len(failed) != 1 || failed[0] != "end" {
 		t.Fatalf("failed commands %q, want only the first end:\n%s", failed, out)
 	}
@@ -278,10 +281,10 @@ func TestConfirmInScript(t *testing.T) {
 	}
 
 	// An explicit answer on the next line is taken.
-	con = &scriptConsole{in: []string{"n"}}
-	mustRun(t, s, con, "execute factoryreset")
-	if !strings.Contains(con.out.String(), "Do you want to continue? (y/n)") {
-		t.Fatalf("factoryreset did not ask:\n%s", con.out.String())
+	answer := &scriptConsole{in: []string{"n"}}
+	mustRun(t, s, answer, "execute factoryreset")
+	if !strings.Contains(answer.out.String(), "Do you want to continue? (y/n)") {
+		t.Fatalf("factoryreset did not ask:\n%s", answer.out.String())
 	}
 	if c, _ := svc.Config(); c.System.DNS.Primary != "192.0.2.53" {
 		t.Fatal("factoryreset done on 'n'")
