@@ -114,6 +114,12 @@ func greets(addr string) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	return greeting(c)
+}
+
+// greeting reads the first line the server sends on c (plain or TLS) and
+// closes c; the error says when it is not a 220 greeting.
+func greeting(c net.Conn) (string, error) {
 	defer c.Close()
 	c.SetDeadline(time.Now().Add(10 * time.Second))
 	line, err := bufio.NewReader(c).ReadString('\n')

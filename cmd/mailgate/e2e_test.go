@@ -1,18 +1,17 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"crypto/tls"
 	"encoding/base64"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -39,14 +38,37 @@ type instance struct {
 	out    *bytes.Buffer
 }
 
+// built is the appliance binary, built once for all the tests of a run
+// into a directory TestMain removes.
+var built struct {
+	once sync.Once
+	dir  string
+	err  error
+}
+
+// buildBinary returns the path of the appliance binary.
 func buildBinary(t *testing.T) string {
 	t.Helper()
-	bin := filepath.Join(t.TempDir(), "mailgate")
-	cmd := exec.Command("go", "build", "-o", bin, ".")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
+	built.once.Do(func() {
+		if built.dir, built.err = os.MkdirTemp("", "mailgate-e2e-"); built.err != nil {
+			return
+		}
+		if out, err := exec.Command("go", "build", "-o", filepath.Join(built.dir, "mailgate"), ".").CombinedOutput(); err != nil {
+			built.err = fmt.Errorf("%v\n%s", err, out)
+		}
+	})
+	if built.err != nil {
+		t.Fatalf("build: %v", built.err)
 	}
-	return bin
+	return filepath.Join(built.dir, "mailgate")
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if built.dir != "" {
+		os.RemoveAll(built.dir)
+	}
+	os.Exit(code)
 }
 
 func freePort(t *testing.T) int {
@@ -205,9 +227,7 @@ func TestREADMEWalkthroughWithOpenSSH(t *testing.T) {
 func startFresh(t *testing.T, args ...string) *instance {
 	t.Helper()
 	a := newInstance(t, args...)
-	if out, code := a.ssh("", newPassword+"\n"+newPassword+"\nexit\n", "-tt", "admin@127.0.0.1"); code != 0 {
-		t.Fatalf("first login: %d\n%s", code, out)
-	}
+	a.client.SetFirstPassword("127.0.0.1", newPassword)
 	return a
 }
 
@@ -380,27 +400,17 @@ func TestPortsFromEnvironment(t *testing.T) {
 		}
 	}
 	// Each port serves what its name says.
-	greeting := func(c net.Conn) string {
-		c.SetDeadline(time.Now().Add(10 * time.Second))
-		l, _ := bufio.NewReader(c).ReadString('\n')
-		c.Close()
-		return l
-	}
 	for _, name := range []string{"SMTP", "MSA"} {
-		c, err := net.Dial("tcp", addr(name))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if g := greeting(c); !strings.HasPrefix(g, "220 ") {
-			t.Fatalf("%s greeting %q", name, g)
+		if _, err := greets(addr(name)); err != nil {
+			t.Fatalf("%s: %v", name, err)
 		}
 	}
 	c, err := tls.Dial("tcp", addr("SMTPS"), &tls.Config{InsecureSkipVerify: true})
 	if err != nil {
 		t.Fatalf("SMTPS: %v", err)
 	}
-	if g := greeting(c); !strings.HasPrefix(g, "220 ") {
-		t.Fatalf("SMTPS greeting %q", g)
+	if _, err := greeting(c); err != nil {
+		t.Fatalf("SMTPS: %v", err)
 	}
 	web := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
 	resp, err := web.Get("https://" + addr("HTTPS") + "/")
