@@ -20,6 +20,9 @@ import (
 type accessGuard struct {
 	config func() *config.Config
 	event  func(msg string)
+	// readKernel and now are kernelInterfaces and time.Now but in tests.
+	readKernel func() []policy.KernelInterface
+	now        func() time.Time
 
 	mu      sync.Mutex
 	table   []policy.KernelInterface
@@ -31,7 +34,7 @@ type accessGuard struct {
 const kernelTableAge = 2 * time.Second
 
 func newAccessGuard(cfg func() *config.Config, event func(string)) *accessGuard {
-	return &accessGuard{config: cfg, event: event, lastLog: map[string]time.Time{}}
+	return &accessGuard{config: cfg, event: event, readKernel: kernelInterfaces, now: time.Now, lastLog: map[string]time.Time{}}
 }
 
 // Listener returns ln with the guard on its accepted connections.
@@ -42,10 +45,9 @@ func (g *accessGuard) Listener(ln net.Listener, service string) net.Listener {
 func (g *accessGuard) kernel() []policy.KernelInterface {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if g.table != nil && time.Since(g.read) < kernelTableAge {
-		return g.table
+	if now := g.now(); g.table == nil || now.Sub(g.read) >= kernelTableAge {
+		g.table, g.read = g.readKernel(), now
 	}
-	g.table, g.read = kernelInterfaces(), time.Now()
 	return g.table
 }
 
@@ -54,18 +56,19 @@ func (g *accessGuard) kernel() []policy.KernelInterface {
 // event log).
 func (g *accessGuard) allow(c net.Conn, service string) bool {
 	local, ok := addrOf(c.LocalAddr())
-	if !ok || local.IsLoopback() {
+	if !ok {
 		return true
 	}
-	allowed, port := policy.InterfaceAccess(g.config().System.Interface, g.kernel(), local, service)
+	allowed, port := policy.InterfaceAccess(g.config().System.Interface, g.kernel, local, service)
 	if allowed {
 		return true
 	}
 	key := service + " " + port
 	g.mu.Lock()
-	quiet := time.Since(g.lastLog[key]) < time.Second
+	now := g.now()
+	quiet := now.Sub(g.lastLog[key]) < time.Second
 	if !quiet {
-		g.lastLog[key] = time.Now()
+		g.lastLog[key] = now
 	}
 	g.mu.Unlock()
 	if !quiet {

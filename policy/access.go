@@ -42,17 +42,20 @@ func PortName(kernel []KernelInterface, name string) string {
 // it. Loopback addresses are always allowed: they are the appliance
 // itself. So is an address no interface holds (the table may be a moment
 // old) and an interface without an entry, which has the factory's
-// allowaccess. port is the interface's configuration name ("" when none).
-func InterfaceAccess(cfg []config.Interface, kernel []KernelInterface, local netip.Addr, service string) (allowed bool, port string) {
+// allowaccess. kernel returns the kernel's interfaces; it is only called
+// when some entry leaves service out. port is the interface's
+// configuration name ("" when none or not looked up).
+func InterfaceAccess(cfg []config.Interface, kernel func() []KernelInterface, local netip.Addr, service string) (allowed bool, port string) {
 	local = local.Unmap()
-	if local.IsLoopback() {
+	if local.IsLoopback() || !slices.ContainsFunc(cfg, func(ifc config.Interface) bool { return !slices.Contains(ifc.AllowAccess, service) }) {
 		return true, ""
 	}
-	for _, k := range kernel {
+	table := kernel()
+	for _, k := range table {
 		if k.Loopback || !slices.Contains(k.Addrs, local) {
 			continue
 		}
-		port = PortName(kernel, k.Name)
+		port = PortName(table, k.Name)
 		for _, ifc := range cfg {
 			if ifc.Name == port {
 				return slices.Contains(ifc.AllowAccess, service), port

@@ -9,17 +9,19 @@ import (
 
 func TestInterfaceAccess(t *testing.T) {
 	a := netip.MustParseAddr
-	kernel := []KernelInterface{
+	table := []KernelInterface{
 		{Index: 3, Name: "eth1", Addrs: []netip.Addr{a("198.51.100.1")}},
 		{Index: 1, Name: "lo", Loopback: true, Addrs: []netip.Addr{a("127.0.0.1"), a("::1")}},
 		{Index: 2, Name: "eth0", Addrs: []netip.Addr{a("192.0.2.10"), a("2001:db8::10")}},
 		{Index: 4, Name: "eth2", Addrs: []netip.Addr{a("203.0.113.1")}},
 	}
 	for name, want := range map[string]string{"eth0": "port1", "eth1": "port2", "eth2": "port3", "lo": "", "wlan0": ""} {
-		if got := PortName(kernel, name); got != want {
+		if got := PortName(table, name); got != want {
 			t.Errorf("PortName(%s) = %q, want %q", name, got, want)
 		}
 	}
+	reads := 0
+	kernel := func() []KernelInterface { reads++; return table }
 	cfg := []config.Interface{
 		{Name: "port1", AllowAccess: []string{"ssh", "https"}},
 		{Name: "port2", AllowAccess: []string{"smtp"}},
@@ -45,6 +47,16 @@ func TestInterfaceAccess(t *testing.T) {
 		if got != tc.want || port != tc.port {
 			t.Errorf("%s %s: %v on %q, want %v on %q", tc.service, tc.local, got, port, tc.want, tc.port)
 		}
+	}
+	// A service every entry allows is allowed without reading the kernel's
+	// table (the factory configuration, on every accepted connection).
+	reads = 0
+	everywhere := []config.Interface{{Name: "port1", AllowAccess: []string{"ssh", "smtp"}}, {Name: "port2", AllowAccess: []string{"smtp"}}}
+	if ok, port := InterfaceAccess(everywhere, kernel, a("198.51.100.1"), "smtp"); !ok || port != "" || reads != 0 {
+		t.Errorf("smtp allowed everywhere: %v on %q, %d table reads", ok, port, reads)
+	}
+	if ok, _ := InterfaceAccess(everywhere, kernel, a("198.51.100.1"), "ssh"); ok || reads != 1 {
+		t.Errorf("ssh on port2: %v, %d table reads", ok, reads)
 	}
 	// An empty allowaccess allows nothing.
 	if ok, _ := InterfaceAccess([]config.Interface{{Name: "port1"}}, kernel, a("192.0.2.10"), "https"); ok {
