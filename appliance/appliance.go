@@ -134,10 +134,8 @@ func Start(opt Options) (*Appliance, error) {
 		a.svc.Event(eventlog.Warning, "system", "", "", msg)
 	})
 	cfg, _ := a.svc.Config()
-	if opt.ManageICMP {
-		if err := applyPing(cfg); err != nil {
-			a.svc.Event(eventlog.Error, "system", "", "", err.Error())
-		}
+	if err := a.applyHost(cfg, true); err != nil {
+		a.svc.Event(eventlog.Error, "system", "", "", err.Error())
 	}
 	if err := a.applyAdmin(cfg); err != nil {
 		a.Close()
@@ -157,9 +155,6 @@ func Start(opt Options) (*Appliance, error) {
 	})
 	if opt.Firmware != nil {
 		a.svc.Firmware = opt.Firmware
-		if _, err := writeNetwork(opt.DataDir, cfg); err != nil {
-			a.svc.Event(eventlog.Error, "system", "", "", err.Error())
-		}
 	}
 	a.svc.Event(eventlog.Notice, "system", "", "", "mailgate "+admin.Version+" started")
 	a.banner()
@@ -180,18 +175,24 @@ type mailMode interface {
 
 // apply brings the running services in line with c.
 func (a *Appliance) apply(c *config.Config) error {
-	var netErr error
+	return errors.Join(a.applyHost(c, false), a.applyAdmin(c), a.applyMode(c))
+}
+
+// applyHost brings the system around the services in line with c: on the
+// image the network file for the next boot (a change is announced, except
+// at start-up), and the kernel's answers to ping (Options.ManageICMP).
+func (a *Appliance) applyHost(c *config.Config, starting bool) error {
+	var netErr, pingErr error
 	if a.opt.Firmware != nil {
 		var changed bool
-		if changed, netErr = writeNetwork(a.opt.DataDir, c); changed {
+		if changed, netErr = writeNetwork(a.opt.DataDir, c); changed && !starting {
 			a.svc.Event(eventlog.Notice, "system", "", "", "network configuration of port1 saved: it applies at the next boot (execute reboot)")
 		}
 	}
-	var pingErr error
 	if a.opt.ManageICMP {
 		pingErr = applyPing(c)
 	}
-	return errors.Join(a.applyAdmin(c), a.applyMode(c), netErr, pingErr)
+	return errors.Join(netErr, pingErr)
 }
 
 // applyMode starts the mail services of the configured operation mode,
