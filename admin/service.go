@@ -278,7 +278,7 @@ func (s *Service) renameFactory(c *config.Config) (string, error) {
 	}
 	lc := &c.System.Certificate.Local[i]
 	g := c.System.Global
-	host, domain := strings.ToLower(g.Hostname), strings.ToLower(g.LocalDomainName)
+	host, domain := cert.NormaliseName(g.Hostname), cert.NormaliseName(g.LocalDomainName)
 	if h, d, ok := s.id.FactoryNames([]byte(lc.Certificate)); !ok || (h == host && d == domain) {
 		return "", nil
 	}

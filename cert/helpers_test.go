@@ -26,8 +26,6 @@ var (
 	sharedErr  error
 )
 
-// testIdentity returns one identity shared by the tests that only need a
-// device CA to issue from.
 // testIdentity2 is another device's identity with the same names.
 func testIdentity2(t *testing.T) *Identity {
 	t.Helper()
@@ -38,6 +36,8 @@ func testIdentity2(t *testing.T) *Identity {
 	return id
 }
 
+// testIdentity returns one identity shared by the tests that only need a
+// device CA to issue from.
 func testIdentity(t *testing.T) *Identity {
 	t.Helper()
 	sharedOnce.Do(func() {

@@ -50,8 +50,8 @@ type Identity struct {
 // numbers, are valid from now-1h until FactoryNotAfter, and the Factory
 // certificate is usable for serverAuth and clientAuth.
 func GenerateIdentity(hostname, domain string, ips []net.IP, now time.Time) (*Identity, error) {
-	hostname = normaliseName(hostname)
-	domain = normaliseName(domain)
+	hostname = NormaliseName(hostname)
+	domain = NormaliseName(domain)
 	if hostname == "" {
 		return nil, errors.New("cert: hostname is required")
 	}
@@ -154,7 +154,7 @@ func (id *Identity) FactoryNames(certPEM []byte) (hostname, domain string, ok bo
 // with the same IP addresses and expiry, and ok true. Otherwise ok is
 // false and nothing is issued.
 func (id *Identity) RenameFactory(certPEM []byte, hostname, domain string, now time.Time) (newCert, newKey []byte, ok bool, err error) {
-	hostname, domain = normaliseName(hostname), normaliseName(domain)
+	hostname, domain = NormaliseName(hostname), NormaliseName(domain)
 	oldHost, oldDomain, ok := id.FactoryNames(certPEM)
 	if !ok || hostname == "" || (oldHost == hostname && oldDomain == domain) {
 		return nil, nil, false, nil
@@ -197,7 +197,7 @@ func (id *Identity) Issue(commonName string, sans []string, notAfter time.Time, 
 	add := func(s string) {
 		if ip := net.ParseIP(s); ip != nil {
 			ips = append(ips, ip)
-		} else if s = normaliseName(s); s != "" {
+		} else if s = NormaliseName(s); s != "" {
 			dns = append(dns, s)
 		}
 	}
@@ -347,9 +347,9 @@ func encodeKey(key crypto.PrivateKey) ([]byte, error) {
 	return pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), nil
 }
 
-// normaliseName lower-cases a DNS name and drops surrounding space and a
+// NormaliseName lower-cases a DNS name and drops surrounding space and a
 // trailing dot.
-func normaliseName(s string) string {
+func NormaliseName(s string) string {
 	return strings.TrimSuffix(strings.ToLower(strings.TrimSpace(s)), ".")
 }
 

@@ -94,7 +94,7 @@ func loadEntry(e Entry) (*storeEntry, error) {
 	}
 	se := &storeEntry{name: e.Name, cert: &c, leaf: c.Leaf}
 	for _, n := range c.Leaf.DNSNames {
-		if n = normaliseName(n); n != "" {
+		if n = NormaliseName(n); n != "" {
 			se.dns = append(se.dns, n)
 		}
 	}
@@ -134,7 +134,7 @@ func (s *Store) Names() []string {
 // certificates the one expiring last wins. An empty serverName (no SNI)
 // goes straight to the default, as does a name holding "*".
 func (s *Store) Lookup(serverName string) (*tls.Certificate, error) {
-	name := normaliseName(serverName)
+	name := NormaliseName(serverName)
 	if s == nil {
 		return nil, noValid(name)
 	}
