@@ -3,7 +3,6 @@ package cli
 import (
 	"encoding/base64"
 	"fmt"
-	"runtime"
 	"strconv"
 	"strings"
 	"time"
@@ -411,26 +410,9 @@ func (s *Session) eventLog(con Console, args []config.Token) error {
 
 // status is `get system status`.
 func (s *Session) status() string {
-	c, rev := s.svc.Config()
-	id := s.svc.Identity()
-	fp := s.svc.FactoryFingerprint()
-	ca, _ := cert.Describe(id.CACertPEM)
 	var b strings.Builder
-	row := func(k, v string) { fmt.Fprintf(&b, "%-28s: %s\n", k, v) }
-	row("Version", "mailgate "+admin.Version)
-	row("Hostname", c.System.Global.Hostname)
-	row("Operation mode", c.System.Global.OperationMode)
-	row("Device CA", ca.Subject)
-	row("Factory certificate SHA-256", fp)
-	row("SSH host key", s.svc.HostKeyFingerprint)
-	row("Configuration revision", strconv.FormatUint(rev, 10))
-	row("System time", time.Now().Format(time.RFC1123Z))
-	row("Uptime", time.Since(s.svc.Started).Truncate(time.Second).String())
-	row("Platform", runtime.GOOS+"/"+runtime.GOARCH)
-	if s.svc.Firmware != nil {
-		row("Firmware", s.svc.Firmware.Status())
-	} else {
-		row("Firmware", "not running from the appliance image")
+	for _, f := range s.svc.Status(time.Now()) {
+		fmt.Fprintf(&b, "%-28s: %s\n", f.Name, f.Value)
 	}
 	return b.String()
 }

@@ -39,15 +39,8 @@ type firmwareBody struct {
 	MaxMiB    int
 }
 
-func (s *Server) firmwareStatus() string {
-	if s.svc.Firmware == nil {
-		return "not running from the appliance image"
-	}
-	return s.svc.Firmware.Status()
-}
-
 func (s *Server) firmwareBody() firmwareBody {
-	return firmwareBody{Version: admin.Version, Status: s.firmwareStatus(), OnImage: s.svc.Firmware != nil, MaxMiB: maxUploadBytes >> 20}
+	return firmwareBody{Version: admin.Version, Status: s.svc.FirmwareStatus(), OnImage: s.svc.Firmware != nil, MaxMiB: maxUploadBytes >> 20}
 }
 
 func (s *Server) firmwarePage(w http.ResponseWriter, r *http.Request, rq *request) {
@@ -193,7 +186,7 @@ func (s *Server) firmwareInstall(w http.ResponseWriter, r *http.Request, rq *req
 		return
 	}
 	s.event(r, rq, "system", "firmware "+m.Version+" installed from "+from+"; rebooting to try it")
-	body.Installed, body.Status = m.Version, s.firmwareStatus()
+	body.Installed, body.Status = m.Version, s.svc.FirmwareStatus()
 	s.page(w, rq, http.StatusOK, "firmware", "firmware", "Firmware", body, &view{Flash: fmt.Sprintf("Firmware %s installed. The system is rebooting.", m.Version)})
 	// The page is complete (it has a Content-Length): once it is sent,
 	// the reboot may close the connection.

@@ -7,14 +7,12 @@ import (
 	"io/fs"
 	"net/http"
 	"net/url"
-	"runtime"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	"mailgate/admin"
-	"mailgate/cert"
 	"mailgate/config"
 	"mailgate/eventlog"
 	"mailgate/queue"
@@ -240,28 +238,9 @@ func capitalize(s string) string {
 
 // ---- status ----
 
-type fact struct{ Name, Value string }
-
 // status shows what `get system status` prints.
 func (s *Server) status(w http.ResponseWriter, r *http.Request, rq *request) {
-	id := s.svc.Identity()
-	fp := s.svc.FactoryFingerprint()
-	ca, _ := cert.Describe(id.CACertPEM)
-	now := s.now()
-	facts := []fact{
-		{"Version", "mailgate " + admin.Version},
-		{"Hostname", rq.cfg.System.Global.Hostname},
-		{"Operation mode", rq.cfg.System.Global.OperationMode},
-		{"Device CA", ca.Subject},
-		{"Factory certificate SHA-256", fp},
-		{"SSH host key", s.svc.HostKeyFingerprint},
-		{"Configuration revision", strconv.FormatUint(rq.rev, 10)},
-		{"System time", now.Format(time.RFC1123Z)},
-		{"Uptime", now.Sub(s.svc.Started).Truncate(time.Second).String()},
-		{"Platform", runtime.GOOS + "/" + runtime.GOARCH},
-		{"Firmware", s.firmwareStatus()},
-	}
-	s.page(w, rq, http.StatusOK, "status", "status", "Status", facts, nil)
+	s.page(w, rq, http.StatusOK, "status", "status", "Status", s.svc.Status(s.now()), nil)
 }
 
 // ---- configuration ----
