@@ -1,11 +1,15 @@
 package admin
 
 import (
+	"context"
+	"io"
 	"runtime"
 	"strconv"
 	"time"
 
 	"mailgate/cert"
+	"mailgate/eventlog"
+	"mailgate/firmware"
 )
 
 // Fact is one line of the system status: a name and its value.
@@ -38,4 +42,18 @@ func (s *Service) FirmwareStatus() string {
 		return "not running from the appliance image"
 	}
 	return s.Firmware.Status()
+}
+
+// InstallFirmware installs an upgrade file read from r (see
+// firmware.Runtime.Install), progress lines going to progress, and logs
+// the outcome as an event of user at remote; from says where the file
+// came from ("upload … in the web UI", a URL). The caller reboots.
+func (s *Service) InstallFirmware(ctx context.Context, user, remote, from string, r io.Reader, progress io.Writer) (firmware.Manifest, error) {
+	m, err := s.Firmware.Install(ctx, r, progress)
+	if err != nil {
+		s.Event(eventlog.Error, "system", user, remote, "firmware upgrade from "+from+" failed: "+err.Error())
+		return m, err
+	}
+	s.Event(eventlog.Notice, "system", user, remote, "firmware "+m.Version+" installed from "+from+"; rebooting to try it")
+	return m, nil
 }

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"mailgate/config"
-	"mailgate/eventlog"
 )
 
 // imageFetchTimeout bounds the download of an upgrade file.
@@ -47,12 +46,10 @@ func (s *Session) restoreImage(con Console, args []config.Token) error {
 	if resp.StatusCode != http.StatusOK {
 		return s.fail(con, fmt.Errorf("download: %s", resp.Status))
 	}
-	m, err := s.svc.Firmware.Install(ctx, resp.Body, con)
+	m, err := s.svc.InstallFirmware(ctx, s.user, "", u.Redacted(), resp.Body, con)
 	if err != nil {
-		s.svc.Event(eventlog.Error, "system", s.user, "", "firmware upgrade from "+u.Redacted()+" failed: "+err.Error())
 		return s.fail(con, err)
 	}
-	s.svc.Event(eventlog.Notice, "system", s.user, "", "firmware "+m.Version+" installed from "+u.Redacted()+"; rebooting to try it")
 	fmt.Fprintf(con, "Firmware %s installed. The system is rebooting.\n", m.Version)
 	s.exited = true
 	go s.svc.Reboot()

@@ -174,18 +174,16 @@ func (s *Server) firmwareInstall(w http.ResponseWriter, r *http.Request, rq *req
 	from := "upload " + strconv.Quote(truncate(part.FileName(), 100)) + " in the web UI"
 	src := &uploadReader{r: part}
 	progress := &progressBuffer{}
-	m, err := s.svc.Firmware.Install(r.Context(), src, progress)
+	m, err := s.svc.InstallFirmware(r.Context(), rq.user, remoteString(remoteIP(r)), from, src, progress)
 	body.Progress = progress.String()
 	if err != nil {
 		status, msg := installError(err, src.err)
-		s.svc.Event(eventlog.Error, "system", rq.user, remoteString(remoteIP(r)), "firmware upgrade from "+from+" failed: "+err.Error())
 		if r.Context().Err() != nil {
 			return // the browser is gone
 		}
 		again(status, msg)
 		return
 	}
-	s.event(r, rq, "system", "firmware "+m.Version+" installed from "+from+"; rebooting to try it")
 	body.Installed, body.Status = m.Version, s.svc.FirmwareStatus()
 	s.page(w, rq, http.StatusOK, "firmware", "firmware", "Firmware", body, &view{Flash: fmt.Sprintf("Firmware %s installed. The system is rebooting.", m.Version)})
 	// The page is complete (it has a Content-Length): once it is sent,
