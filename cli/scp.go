@@ -42,16 +42,15 @@ func (a serviceAccounts) Firmware() admin.Firmware { return a.svc.Firmware }
 func (a serviceAccounts) Reboot()                  { a.svc.Reboot() }
 
 const (
-	scpTarget        = "image"
-	scpWrongTarget   = "only 'image' can be uploaded: an upgrade file for the firmware"
-	scpNoFirmware    = "this appliance does not run from the mailgate image: there is no root partition to upgrade"
-	scpReadOnly      = "permission denied: a read-only administrator cannot upgrade the firmware"
-	scpMustChange    = "password change required: log in interactively (ssh -t) to set the admin password before uploading"
-	scpDownload      = "files cannot be copied from the appliance; only an upgrade file can be uploaded to 'image'"
-	scpOneFile       = "only one file can be uploaded: an upgrade file to 'image'"
-	scpSFTPMsg       = "SFTP is not supported: copy the upgrade file with the classic scp protocol, e.g. scp -O mailgate-amd64.upgrade admin@appliance:image\n"
-	scpMaxLine       = 4096
-	scpMaxHeaderSize = 64 << 10 // allowance for the magic and manifest lines
+	scpTarget      = "image"
+	scpWrongTarget = "only 'image' can be uploaded: an upgrade file for the firmware"
+	scpNoFirmware  = "this appliance does not run from the mailgate image: there is no root partition to upgrade"
+	scpReadOnly    = "permission denied: a read-only administrator cannot upgrade the firmware"
+	scpMustChange  = "password change required: log in interactively (ssh -t) to set the admin password before uploading"
+	scpDownload    = "files cannot be copied from the appliance; only an upgrade file can be uploaded to 'image'"
+	scpOneFile     = "only one file can be uploaded: an upgrade file to 'image'"
+	scpSFTPMsg     = "SFTP is not supported: copy the upgrade file with the classic scp protocol, e.g. scp -O mailgate-amd64.upgrade admin@appliance:image\n"
+	scpMaxLine     = 4096
 )
 
 // scpArgs parses the command an scp client runs on the remote side. It
@@ -234,8 +233,8 @@ func scpFileSize(line string) (int64, error) {
 	if err != nil || size < 0 {
 		return 0, fmt.Errorf("scp: protocol error: bad file size %q", f[1])
 	}
-	if size == 0 || size > firmware.MaxRootSize+scpMaxHeaderSize {
-		return 0, fmt.Errorf("%s: %d bytes is not the size of an upgrade file (at most %d MiB)", f[2], size, (firmware.MaxRootSize+scpMaxHeaderSize)>>20)
+	if size == 0 || size > firmware.MaxFileSize {
+		return 0, fmt.Errorf("%s: %d bytes is not the size of an upgrade file (at most %d MiB)", f[2], size, firmware.MaxFileSize>>20)
 	}
 	return size, nil
 }

@@ -46,6 +46,14 @@ var sha256Hex = regexp.MustCompile(`^[0-9a-f]{64}$`)
 // MaxRootSize bounds Manifest.Size (the image's root partitions).
 const MaxRootSize = 256 << 20
 
+// MaxHeaderSize bounds the magic and manifest lines of an upgrade file
+// (Install reads them through a buffer of this size), and MaxFileSize so
+// the whole file.
+const (
+	MaxHeaderSize = 64 << 10
+	MaxFileSize   = MaxRootSize + MaxHeaderSize
+)
+
 // WriteHeader writes the magic line and the manifest.
 func WriteHeader(w io.Writer, m Manifest) error {
 	j, err := json.Marshal(m)

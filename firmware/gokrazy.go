@@ -98,7 +98,7 @@ func (g *Runtime) Install(ctx context.Context, r io.Reader, progress io.Writer) 
 		return Manifest{}, ErrBusy
 	}
 	defer g.installing.Unlock()
-	br := bufio.NewReaderSize(r, 64<<10)
+	br := bufio.NewReaderSize(r, MaxHeaderSize)
 	m, err := ReadHeader(br)
 	if err != nil {
 		return m, err
