@@ -160,6 +160,7 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 type builder struct {
 	Options
 	work, root string
+	modDirs    map[string]string // moduleDir's answers
 }
 
 func (b *builder) logf(format string, args ...any) {
@@ -193,8 +194,11 @@ func goTool() string {
 }
 
 // moduleDir returns the module cache directory of a pinned module,
-// downloading it when missing.
+// downloading it when missing; it asks the go command once per module.
 func (b *builder) moduleDir(ctx context.Context, path string) (string, error) {
+	if dir, ok := b.modDirs[path]; ok {
+		return dir, nil
+	}
 	cmd := exec.CommandContext(ctx, goTool(), "mod", "download", "-json", path)
 	cmd.Dir = b.ModuleDir
 	var stderr bytes.Buffer
@@ -210,6 +214,10 @@ func (b *builder) moduleDir(ctx context.Context, path string) (string, error) {
 	if m.Error != "" || m.Dir == "" {
 		return "", fmt.Errorf("image: module %s: %s", path, m.Error)
 	}
+	if b.modDirs == nil {
+		b.modDirs = map[string]string{}
+	}
+	b.modDirs[path] = m.Dir
 	return m.Dir, nil
 }
 
