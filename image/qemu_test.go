@@ -83,15 +83,6 @@ type vm struct {
 	exitErr          error
 }
 
-func freePort(t *testing.T) int {
-	t.Helper()
-	p, err := postfixtest.FreePort("127.0.0.1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return p
-}
-
 // startVM boots img under software emulation. guest maps ports on
 // hostAddr, as seen from the guest, to host addresses.
 func startVM(t *testing.T, img string, guest map[int]string) *vm {
@@ -105,7 +96,7 @@ func startVM(t *testing.T, img string, guest map[int]string) *vm {
 	if err := os.WriteFile(vars, b, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	v := &vm{t: t, serial: filepath.Join(dir, "serial.log"), ssh: freePort(t), smtp: freePort(t), https: freePort(t), plainHTTP: freePort(t), sshStatic: freePort(t), done: make(chan struct{})}
+	v := &vm{t: t, serial: filepath.Join(dir, "serial.log"), ssh: postfixtest.Port(t), smtp: postfixtest.Port(t), https: postfixtest.Port(t), plainHTTP: postfixtest.Port(t), sshStatic: postfixtest.Port(t), done: make(chan struct{})}
 	self, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)

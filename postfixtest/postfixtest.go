@@ -517,6 +517,16 @@ func nobodyIDs() (uid, gid int, err error) {
 // server another process will start on it.
 func FreePort(host string) (int, error) { return freePort(host) }
 
+// Port is FreePort on 127.0.0.1 for a test, which fails if there is none.
+func Port(t testing.TB) int {
+	t.Helper()
+	p, err := freePort("127.0.0.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
 // Ports below Linux's ephemeral range (32768-60999 by default): the kernel
 // never hands them out as the local port of an outgoing connection or of a
 // listener on port 0, so between this check and the server's bind only

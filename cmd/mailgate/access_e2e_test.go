@@ -60,7 +60,7 @@ func testNetns(t *testing.T) (ns, applianceIP, hostIP string) {
 func TestAllowAccessPerInterface(t *testing.T) {
 	ns, addr, hostIP := testNetns(t)
 	bin := buildBinary(t)
-	sshPort, webPort, smtpPort := freePort(t), freePort(t), freePort(t)
+	sshPort, webPort, smtpPort := postfixtest.Port(t), postfixtest.Port(t), postfixtest.Port(t)
 	cmd := exec.Command("ip", "netns", "exec", ns, bin, "-profile", "dev", "-data", filepath.Join(t.TempDir(), "data"),
 		"-ssh-port", strconv.Itoa(sshPort), "-https-port", strconv.Itoa(webPort), "-smtp-port", strconv.Itoa(smtpPort), "-manage-icmp")
 	var out bytes.Buffer

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"mailgate/dnstest"
+	"mailgate/postfixtest"
 )
 
 // Tests of settings that apply to the running appliance, without a
@@ -168,7 +169,7 @@ func TestGatewayListenersFollowConfiguration(t *testing.T) {
 	}
 	a := startFresh(t) // the dev profile's ports until the configuration moves them
 	g := &gateway{instance: a}
-	smtpPort, smtpsPort, msaPort, movedPort := freePort(t), freePort(t), freePort(t), freePort(t)
+	smtpPort, smtpsPort, msaPort, movedPort := postfixtest.Port(t), postfixtest.Port(t), postfixtest.Port(t), postfixtest.Port(t)
 	addr := func(p int) string { return "127.0.0.1:" + strconv.Itoa(p) }
 	settings := func(lines ...string) {
 		t.Helper()

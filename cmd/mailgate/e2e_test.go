@@ -71,20 +71,11 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-func freePort(t *testing.T) int {
-	t.Helper()
-	port, err := postfixtest.FreePort("127.0.0.1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return port
-}
-
 // newInstance builds the binary and starts it on a fresh data directory.
 func newInstance(t *testing.T, args ...string) *instance {
 	t.Helper()
 	dir := t.TempDir()
-	a := &instance{t: t, bin: buildBinary(t), data: filepath.Join(dir, "data"), port: freePort(t), args: args}
+	a := &instance{t: t, bin: buildBinary(t), data: filepath.Join(dir, "data"), port: postfixtest.Port(t), args: args}
 	a.client = sshtest.New(t, a.port)
 	a.start()
 	t.Cleanup(func() {
@@ -380,7 +371,7 @@ func TestPortsFromEnvironment(t *testing.T) {
 	bin := buildBinary(t)
 	ports := map[string]int{}
 	for _, name := range []string{"SSH", "HTTPS", "SMTP", "SMTPS", "MSA"} {
-		ports[name] = freePort(t)
+		ports[name] = postfixtest.Port(t)
 	}
 	cmd := exec.Command(bin, "-profile", "dev")
 	cmd.Env = append(os.Environ(), "MAILGATE_DATA="+filepath.Join(t.TempDir(), "data"), "MAILGATE_LISTEN=127.0.0.1")

@@ -33,7 +33,7 @@ func startGateway(t *testing.T, args ...string) *gateway {
 	dns := dnstest.Start(t)
 	dns.AddMX("outside.example", 10, "mx.outside.example")
 	dns.AddA("mx.outside.example", "127.0.0.1")
-	g := &gateway{sink: sink, dns: dns, smtp: freePort(t), smtps: freePort(t), msa: freePort(t)}
+	g := &gateway{sink: sink, dns: dns, smtp: postfixtest.Port(t), smtps: postfixtest.Port(t), msa: postfixtest.Port(t)}
 	g.instance = startFresh(t, append([]string{"-smtp-port", strconv.Itoa(g.smtp), "-smtps-port", strconv.Itoa(g.smtps),
 		"-msa-port", strconv.Itoa(g.msa), "-dns-server", dns.Addr(), "-mx-port", sinkPort}, args...)...)
 	setup := strings.Join([]string{
@@ -171,7 +171,7 @@ func TestGatewayKillDuringLoad(t *testing.T) {
 // delivered exactly once.
 func TestGatewayKillWithNextHopDown(t *testing.T) {
 	g := startGateway(t)
-	hop := freePort(t) // nothing listens there until after the restart
+	hop := postfixtest.Port(t) // nothing listens there until after the restart
 	g.addDomain("later.example", hop)
 	load := startSourceLoad(t, fmt.Sprintf("127.0.0.1:%d", g.smtp), "bob", "later.example", 8)
 	waitCount(t, "acknowledged messages", &load.ackedN, 150, 60*time.Second)
@@ -197,7 +197,7 @@ func TestGatewayKillWithNextHopDown(t *testing.T) {
 // retries it, downloads it and deletes it.
 func TestGatewayDeferredQueue(t *testing.T) {
 	g := startGateway(t)
-	dead := freePort(t) // nothing listens here
+	dead := postfixtest.Port(t) // nothing listens here
 	setup := fmt.Sprintf("config domain\nedit deadend.example\nset smtp-server 127.0.0.1\nset smtp-port %d\nnext\nend\n", dead)
 	if out, code := g.ssh(newPassword, setup, "admin@127.0.0.1"); code != 0 {
 		t.Fatalf("setup: %s", out)

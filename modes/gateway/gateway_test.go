@@ -14,15 +14,6 @@ import (
 	"mailgate/postfixtest"
 )
 
-func freePort(t *testing.T) int {
-	t.Helper()
-	p, err := postfixtest.FreePort("127.0.0.1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return p
-}
-
 // TestMailName: with a host name without a dot and a local domain name,
 // the appliance calls itself hostname.local-domain-name both in its
 // greeting and in the EHLO of its deliveries (helo-name being empty).
@@ -48,9 +39,9 @@ end
 	if got := c.Mailsetting.StartTLS.HeloName; got != "" {
 		t.Fatalf("helo-name %q", got)
 	}
-	smtpPort := freePort(t)
+	smtpPort := postfixtest.Port(t)
 	m, err := Start(Options{DataDir: t.TempDir(), Service: svc, ListenHost: "127.0.0.1",
-		SMTPPort: smtpPort, SMTPSPort: freePort(t), MSAPort: freePort(t)})
+		SMTPPort: smtpPort, SMTPSPort: postfixtest.Port(t), MSAPort: postfixtest.Port(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
