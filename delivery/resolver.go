@@ -69,11 +69,7 @@ func (r *Resolver) SetServers(servers []string) {
 		list = append(list, s)
 	}
 	if len(list) == 0 {
-		if cc, err := dns.ClientConfigFromFile("/etc/resolv.conf"); err == nil {
-			for _, s := range cc.Servers {
-				list = append(list, net.JoinHostPort(s, cc.Port))
-			}
-		}
+		list = ResolvConfServers("/etc/resolv.conf")
 	}
 	if len(list) == 0 {
 		list = []string{"127.0.0.1:53"}
@@ -82,6 +78,20 @@ func (r *Resolver) SetServers(servers []string) {
 	r.servers = list
 	r.cache = map[cacheKey]cacheEntry{}
 	r.mu.Unlock()
+}
+
+// ResolvConfServers returns the name servers (host:port) of a resolv.conf
+// file; none when it cannot be read.
+func ResolvConfServers(path string) []string {
+	cc, err := dns.ClientConfigFromFile(path)
+	if err != nil {
+		return nil
+	}
+	var out []string
+	for _, s := range cc.Servers {
+		out = append(out, net.JoinHostPort(s, cc.Port))
+	}
+	return out
 }
 
 // Servers returns the name servers in use.

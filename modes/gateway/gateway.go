@@ -22,8 +22,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/miekg/dns"
-
 	"mailgate/admin"
 	"mailgate/cert"
 	"mailgate/config"
@@ -201,21 +199,7 @@ func (m *Mode) dnsServers(c *config.Config) []string {
 	if path == "" {
 		path = "/etc/resolv.conf"
 	}
-	return resolvConfServers(path)
-}
-
-// resolvConfServers returns the name servers (host:port) of a resolv.conf
-// file; none when it cannot be read.
-func resolvConfServers(path string) []string {
-	cc, err := dns.ClientConfigFromFile(path)
-	if err != nil {
-		return nil
-	}
-	var out []string
-	for _, s := range cc.Servers {
-		out = append(out, net.JoinHostPort(s, cc.Port))
-	}
-	return out
+	return delivery.ResolvConfServers(path)
 }
 
 // roots is the CA store for verified TLS: the system's roots plus the
