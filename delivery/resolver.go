@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/netip"
+	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -29,7 +30,20 @@ type Resolver struct {
 	mu      sync.Mutex
 	servers []string
 	cache   map[cacheKey]cacheEntry
+	// resolvConf is the file the servers come from when none are set
+	// (see SetResolvConf); fromFile says they do now, read when the file
+	// had modification time fileTime, last looked at at checked.
+	resolvConf string
+	fromFile   bool
+	fileTime   time.Time
+	checked    time.Time
+	now        func() time.Time
 }
+
+// resolvConfCheck is how often a resolver whose servers come from
+// resolv.conf looks whether the file changed (a DHCP client rewrites it
+// when it gets or renews a lease, possibly after mail started).
+const resolvConfCheck = 2 * time.Second
 
 type cacheKey struct {
 	name  string
@@ -50,13 +64,57 @@ const (
 // NewResolver returns a resolver asking servers ("127.0.0.1:53") in order;
 // with none it uses the name servers of /etc/resolv.conf.
 func NewResolver(servers []string) *Resolver {
-	r := &Resolver{cache: map[cacheKey]cacheEntry{}}
+	r := &Resolver{cache: map[cacheKey]cacheEntry{}, resolvConf: "/etc/resolv.conf", now: time.Now}
 	r.SetServers(servers)
 	return r
 }
 
-// SetServers replaces the name servers (empty: /etc/resolv.conf) and
-// empties the cache.
+// SetResolvConf sets the file the name servers come from when SetServers
+// sets none (default /etc/resolv.conf) and, if that is the case now, reads
+// it.
+func (r *Resolver) SetResolvConf(path string) {
+	r.mu.Lock()
+	r.resolvConf = path
+	if r.fromFile {
+		r.readResolvConf()
+	}
+	r.mu.Unlock()
+}
+
+// readResolvConf takes the servers from r.resolvConf (127.0.0.1:53 when it
+// lists none) and empties the cache. r.mu is held.
+func (r *Resolver) readResolvConf() {
+	r.checked = r.now()
+	r.fileTime = time.Time{}
+	if fi, err := os.Stat(r.resolvConf); err == nil {
+		r.fileTime = fi.ModTime()
+	}
+	r.servers = ResolvConfServers(r.resolvConf)
+	if len(r.servers) == 0 {
+		r.servers = []string{"127.0.0.1:53"}
+	}
+	r.cache = map[cacheKey]cacheEntry{}
+}
+
+// followResolvConf reads resolv.conf again when the servers come from it
+// and it changed since. r.mu is held.
+func (r *Resolver) followResolvConf() {
+	if !r.fromFile || r.now().Sub(r.checked) < resolvConfCheck {
+		return
+	}
+	r.checked = r.now()
+	var mod time.Time
+	if fi, err := os.Stat(r.resolvConf); err == nil {
+		mod = fi.ModTime()
+	}
+	if !mod.Equal(r.fileTime) {
+		r.readResolvConf()
+	}
+}
+
+// SetServers replaces the name servers and empties the cache. With none,
+// they are those of resolv.conf (see SetResolvConf), read again whenever
+// the file changes.
 func (r *Resolver) SetServers(servers []string) {
 	var list []string
 	for _, s := range servers {
@@ -68,16 +126,15 @@ func (r *Resolver) SetServers(servers []string) {
 		}
 		list = append(list, s)
 	}
-	if len(list) == 0 {
-		list = ResolvConfServers("/etc/resolv.conf")
-	}
-	if len(list) == 0 {
-		list = []string{"127.0.0.1:53"}
-	}
 	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.fromFile = len(list) == 0
+	if r.fromFile {
+		r.readResolvConf()
+		return
+	}
 	r.servers = list
 	r.cache = map[cacheKey]cacheEntry{}
-	r.mu.Unlock()
 }
 
 // ResolvConfServers returns the name servers (host:port) of a resolv.conf
@@ -98,6 +155,7 @@ func ResolvConfServers(path string) []string {
 func (r *Resolver) Servers() []string {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	r.followResolvConf()
 	return slices.Clone(r.servers)
 }
 
@@ -111,6 +169,7 @@ func (r *Resolver) query(ctx context.Context, name string, qtype uint16) (*dns.M
 	key := cacheKey{name, qtype}
 	now := time.Now()
 	r.mu.Lock()
+	r.followResolvConf()
 	servers := r.servers
 	if e, ok := r.cache[key]; ok {
 		if now.Before(e.expires) {

@@ -81,6 +81,9 @@ func Start(o Options) (*Mode, error) {
 	logs := m.svc.Log()
 	m.dns = m.dnsServers(cfg())
 	resolver := delivery.NewResolver(m.dns)
+	if o.ResolvConf != "" {
+		resolver.SetResolvConf(o.ResolvConf)
+	}
 	m.resolver = resolver
 	m.dlv = delivery.New(delivery.Options{
 		Config:   cfg,
@@ -181,7 +184,7 @@ func forwardConfirmed(ctx context.Context, r *delivery.Resolver, ip netip.Addr) 
 }
 
 // dnsServers returns the name servers for c: the override of this run,
-// else `system dns`, else those of resolv.conf.
+// else `system dns`; none means resolv.conf's, which the resolver follows.
 func (m *Mode) dnsServers(c *config.Config) []string {
 	if len(m.opt.DNSServers) > 0 {
 		return m.opt.DNSServers
@@ -192,14 +195,7 @@ func (m *Mode) dnsServers(c *config.Config) []string {
 			out = append(out, net.JoinHostPort(s, "53"))
 		}
 	}
-	if len(out) > 0 {
-		return out
-	}
-	path := m.opt.ResolvConf
-	if path == "" {
-		path = "/etc/resolv.conf"
-	}
-	return delivery.ResolvConfServers(path)
+	return out
 }
 
 // roots is the CA store for verified TLS: the system's roots plus the
