@@ -1,65 +1,22 @@
 package cli
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/rand"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
-	"fmt"
-	"io"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"mailgate/admin"
-	"mailgate/firmware"
+	"mailgate/firmware/firmwaretest"
 )
-
-// testFirmware installs like firmware.Runtime, into memory: it parses the
-// header, hashes the root file system and compares with the manifest.
-type testFirmware struct {
-	mu       sync.Mutex
-	installs [][]byte // root file systems installed
-	calls    int
-}
-
-func (f *testFirmware) Install(ctx context.Context, r io.Reader, progress io.Writer) (firmware.Manifest, error) {
-	f.mu.Lock()
-	f.calls++
-	f.mu.Unlock()
-	br := bufio.NewReader(r)
-	m, err := firmware.ReadHeader(br)
-	if err != nil {
-		return m, err
-	}
-	fmt.Fprintf(progress, "Writing version %s (%d bytes)...\n", m.Version, m.Size)
-	var root bytes.Buffer
-	if err := firmware.ReadPayload(br, m, &root); err != nil {
-		return m, err
-	}
-	f.mu.Lock()
-	f.installs = append(f.installs, root.Bytes())
-	f.mu.Unlock()
-	fmt.Fprintf(progress, "Checksum verified.\n")
-	return m, nil
-}
-
-func (f *testFirmware) Status() string { return "test" }
-
-func (f *testFirmware) state() (calls int, installs [][]byte) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.calls, append([][]byte(nil), f.installs...)
-}
 
 // upgradeAccounts are fake accounts that can install firmware.
 type upgradeAccounts struct {
@@ -91,19 +48,13 @@ func testUpgradeFile(t *testing.T, size int, corrupt bool) (path string, root []
 	t.Helper()
 	root = make([]byte, size)
 	rand.Read(root)
-	sum := sha256.Sum256(root)
-	var b bytes.Buffer
-	m := firmware.Manifest{Version: "9.9.9-test", Arch: runtime.GOARCH, Target: "amd64", Size: int64(size), SHA256: hex.EncodeToString(sum[:])}
-	if err := firmware.WriteHeader(&b, m); err != nil {
-		t.Fatal(err)
-	}
+	header := firmwaretest.Header(t, "9.9.9-test", runtime.GOARCH, root)
 	if corrupt {
 		root = append([]byte(nil), root...)
 		root[size/2] ^= 0x40
 	}
-	b.Write(root)
 	path = filepath.Join(t.TempDir(), "mailgate-amd64.upgrade")
-	if err := os.WriteFile(path, b.Bytes(), 0o644); err != nil {
+	if err := os.WriteFile(path, append(header, root...), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	return path, root
@@ -167,7 +118,7 @@ func expectNoReboot(t *testing.T, reboots chan struct{}) {
 // A valid upgrade file arrives byte for byte, the progress and result are
 // shown, the event logged and the appliance reboots.
 func TestSCPUpgrade(t *testing.T) {
-	fw := &testFirmware{}
+	fw := &firmwaretest.Fake{StatusText: "test"}
 	e, reboots := scpStart(t, fw)
 	file, root := testUpgradeFile(t, 3<<20+12345, false)
 	// -p makes scp send the file times first.
@@ -181,7 +132,7 @@ func TestSCPUpgrade(t *testing.T) {
 			t.Errorf("output lacks %q:\n%s", want, out)
 		}
 	}
-	calls, installs := fw.state()
+	calls, installs := fw.Calls(), fw.Installs()
 	if calls != 1 || len(installs) != 1 || !bytes.Equal(installs[0], root) {
 		t.Fatalf("%d installs of %d calls; root file system received intact: %v", len(installs), calls, len(installs) == 1 && bytes.Equal(installs[0], root))
 	}
@@ -195,14 +146,14 @@ func TestSCPUpgrade(t *testing.T) {
 // A corrupted root file system fails the checksum: scp reports it and
 // exits non-zero, nothing is installed and the appliance does not reboot.
 func TestSCPUpgradeCorrupted(t *testing.T) {
-	fw := &testFirmware{}
+	fw := &firmwaretest.Fake{StatusText: "test"}
 	e, reboots := scpStart(t, fw)
 	file, _ := testUpgradeFile(t, 2<<20, true)
 	out, code := runSCP(t, e, "admin-password", "-O", file, "admin@127.0.0.1:image")
 	if code == 0 || !strings.Contains(out, "checksum mismatch: received ") || strings.Contains(out, "installed") {
 		t.Fatalf("scp: status %d\n%s", code, out)
 	}
-	if calls, installs := fw.state(); calls != 1 || len(installs) != 0 {
+	if calls, installs := fw.Calls(), fw.Installs(); calls != 1 || len(installs) != 0 {
 		t.Fatalf("%d calls, %d installs", calls, len(installs))
 	}
 	e.events.waitFor(t, "error|system|admin|127.0.0.1|firmware upgrade from an scp upload failed: checksum mismatch")
@@ -225,7 +176,7 @@ func TestSCPUpgradeCorrupted(t *testing.T) {
 // admins, before the first password is set, when the appliance does not
 // run from the image, and without -O (SFTP); downloads too.
 func TestSCPRefused(t *testing.T) {
-	fw := &testFirmware{}
+	fw := &firmwaretest.Fake{StatusText: "test"}
 	e, reboots := scpStart(t, fw)
 	noImage, _ := scpStart(t, nil)
 	file, _ := testUpgradeFile(t, 4096, false)
@@ -255,7 +206,7 @@ func TestSCPRefused(t *testing.T) {
 	if n := noImage.events.count("scp upload refused: " + scpNoFirmware); n != 1 {
 		t.Errorf("%d refusals logged: %q", n, noImage.events.all())
 	}
-	if calls, _ := fw.state(); calls != 0 {
+	if calls := fw.Calls(); calls != 0 {
 		t.Errorf("Install called %d times", calls)
 	}
 	expectNoReboot(t, reboots)
@@ -267,7 +218,7 @@ func TestSCPServiceAccounts(t *testing.T) {
 	if err := svc.SetPassword("admin", "admin", "admin-password"); err != nil {
 		t.Fatal(err)
 	}
-	fw := &testFirmware{}
+	fw := &firmwaretest.Fake{StatusText: "test"}
 	reboots := make(chan struct{}, 1)
 	svc.Firmware = fw
 	svc.Reboot = func() { reboots <- struct{}{} }
@@ -276,7 +227,7 @@ func TestSCPServiceAccounts(t *testing.T) {
 	if out, code := runSCP(t, e, "admin-password", "-O", file, "admin@127.0.0.1:image"); code != 0 {
 		t.Fatalf("scp: status %d\n%s", code, out)
 	}
-	if _, installs := fw.state(); len(installs) != 1 || !bytes.Equal(installs[0], root) {
+	if installs := fw.Installs(); len(installs) != 1 || !bytes.Equal(installs[0], root) {
 		t.Fatal("not installed")
 	}
 	expectReboot(t, reboots)

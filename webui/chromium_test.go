@@ -142,9 +142,7 @@ func TestChromium(t *testing.T) {
 		t.Fatalf("upload in the browser:\n%s", text)
 	}
 	saveArtifact(t, "firmware-installed.png", b.screenshot(sid))
-	fw.mu.Lock()
-	got := fw.payload
-	fw.mu.Unlock()
+	_, got := fw.Last()
 	if !bytes.Equal(got, payload) {
 		t.Fatalf("Install received %d bytes, want the %d of the file", len(got), len(payload))
 	}

@@ -1,73 +1,27 @@
 package webui
 
 import (
-	"bufio"
 	"bytes"
-	"context"
 	"crypto/rand"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"mime/multipart"
 	"net/http"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"mailgate/admin"
 	"mailgate/firmware"
+	"mailgate/firmware/firmwaretest"
 )
 
-// fakeFirmware checks an upgrade file as firmware.Runtime does before it
-// writes anything: the header, then the payload against the manifest's
-// size and checksum. It keeps what it received.
-type fakeFirmware struct {
-	arch string
-
-	mu       sync.Mutex
-	header   chan struct{} // closed once the next Install has read a header
-	calls    int
-	manifest firmware.Manifest
-	payload  []byte
-}
-
-func newFakeFirmware() *fakeFirmware {
-	return &fakeFirmware{arch: "amd64"}
-}
-
-func (f *fakeFirmware) Status() string { return "root partition 2; upgrades go to partition 3" }
-
-func (f *fakeFirmware) Install(ctx context.Context, r io.Reader, progress io.Writer) (firmware.Manifest, error) {
-	f.mu.Lock()
-	f.calls++
-	header := f.header
-	f.header = nil
-	f.mu.Unlock()
-	br := bufio.NewReader(r)
-	m, err := firmware.ReadHeader(br)
-	if err != nil {
-		return m, err
-	}
-	if header != nil {
-		close(header)
-	}
-	if err := m.CheckArch(f.arch); err != nil {
-		return m, err
-	}
-	fmt.Fprintf(progress, "Writing version %s (%d bytes) to root partition 3...\n", m.Version, m.Size)
-	var got bytes.Buffer
-	if err := firmware.ReadPayload(br, m, &got); err != nil {
-		return m, err
-	}
-	fmt.Fprintf(progress, "Checksum verified (sha256 %s).\n", m.SHA256[:16])
-	f.mu.Lock()
-	f.manifest, f.payload = m, got.Bytes()
-	f.mu.Unlock()
-	return m, nil
+// newFakeFirmware is an installer that checks upgrade files for amd64
+// as the image's does, into memory.
+func newFakeFirmware() *firmwaretest.Fake {
+	return &firmwaretest.Fake{Arch: "amd64", StatusText: "root partition 2; upgrades go to partition 3"}
 }
 
 // upgradeFile builds an upgrade file of a random root file system of size
@@ -76,13 +30,7 @@ func upgradeFile(t *testing.T, version string, size int) (header, payload []byte
 	t.Helper()
 	payload = make([]byte, size)
 	rand.Read(payload)
-	sum := sha256.Sum256(payload)
-	var h bytes.Buffer
-	m := firmware.Manifest{Version: version, Arch: "amd64", Target: "amd64", Size: int64(size), SHA256: hex.EncodeToString(sum[:])}
-	if err := firmware.WriteHeader(&h, m); err != nil {
-		t.Fatal(err)
-	}
-	return h.Bytes(), payload
+	return firmwaretest.Header(t, version, "amd64", payload), payload
 }
 
 type uploadPart struct {
@@ -175,11 +123,7 @@ func TestFirmwareUpload(t *testing.T) {
 		return uploadPart{name: "image", file: "mailgate-amd64.upgrade", data: data}
 	}
 	yes := uploadPart{name: "confirm", data: []byte("yes")}
-	calls := func() int {
-		fw.mu.Lock()
-		defer fw.mu.Unlock()
-		return fw.calls
-	}
+	calls := fw.Calls
 
 	// A read-only administrator sees the state, not the form, and cannot
 	// upload.
@@ -260,10 +204,7 @@ func TestFirmwareUpload(t *testing.T) {
 
 	// A good file reaches Install byte for byte, streamed: the payload is
 	// sent only once Install has read the header.
-	header1 := make(chan struct{})
-	fw.mu.Lock()
-	fw.header = header1
-	fw.mu.Unlock()
+	header1 := fw.HeaderRead()
 	code, body = b.upload("/firmware", tok, yes,
 		uploadPart{name: "image", file: "mailgate-amd64.upgrade", data: header, wait: header1, rest: payload})
 	if code != 200 || !strings.Contains(body, "Firmware v2.0.1 installed. The system is rebooting.") ||
@@ -273,9 +214,7 @@ func TestFirmwareUpload(t *testing.T) {
 	if strings.Contains(body, `type="file"`) {
 		t.Error("the upload form is offered while the system reboots")
 	}
-	fw.mu.Lock()
-	got, m := fw.payload, fw.manifest
-	fw.mu.Unlock()
+	m, got := fw.Last()
 	if !bytes.Equal(got, payload) || m.Version != "v2.0.1" {
 		t.Fatalf("Install received %d bytes of %q, want the %d bytes of v2.0.1", len(got), m.Version, len(payload))
 	}
