@@ -2,20 +2,19 @@ package cli
 
 import (
 	"bytes"
-	"context"
 	"crypto/rand"
-	"errors"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"mailgate/admin"
 	"mailgate/firmware/firmwaretest"
+	"mailgate/sshtest"
 )
 
 // upgradeAccounts are fake accounts that can install firmware.
@@ -60,41 +59,13 @@ func testUpgradeFile(t *testing.T, size int, corrupt bool) (path string, root []
 	return path, root
 }
 
-// runSCP runs OpenSSH's scp with password authentication (an askpass
-// helper answers password) and returns its output and exit status.
+// runSCP runs OpenSSH's scp against e with password authentication and
+// returns its output and exit status.
 func runSCP(t *testing.T, e *testEnv, password string, args ...string) (string, int) {
 	t.Helper()
-	scp, err := exec.LookPath("scp")
-	if err != nil {
-		t.Fatal("the OpenSSH client is required (make test installs openssh-client)")
-	}
-	dir := t.TempDir()
-	askpass := filepath.Join(dir, "askpass")
-	if err := os.WriteFile(askpass, []byte("#!/bin/sh\nprintf '%s\\n' \"$MG_PASSWORD\"\n"), 0o700); err != nil {
-		t.Fatal(err)
-	}
 	_, port, _ := net.SplitHostPort(e.addr)
-	base := []string{"-F", "/dev/null", "-P", port,
-		"-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR",
-		"-o", "PreferredAuthentications=password", "-o", "PubkeyAuthentication=no",
-		"-o", "NumberOfPasswordPrompts=1", "-o", "ConnectTimeout=10"}
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, scp, append(base, args...)...)
-	cmd.Env = append(os.Environ(), "HOME="+dir, "SSH_ASKPASS="+askpass, "SSH_ASKPASS_REQUIRE=force", "DISPLAY=none", "MG_PASSWORD="+password)
-	cmd.Dir = dir
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	err = cmd.Run()
-	var ee *exec.ExitError
-	switch {
-	case err == nil:
-		return out.String(), 0
-	case errors.As(err, &ee):
-		return out.String(), ee.ExitCode()
-	}
-	t.Fatalf("scp: %v", err)
-	return "", -1
+	p, _ := strconv.Atoi(port)
+	return sshtest.New(t, p).SCP(password, args...)
 }
 
 func expectReboot(t *testing.T, reboots chan struct{}) {

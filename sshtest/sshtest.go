@@ -48,13 +48,26 @@ func New(t testing.TB, port int) *Client {
 // ssh itself failed).
 func (c *Client) Run(password, stdin string, args ...string) (string, int) {
 	c.t.Helper()
-	base := []string{"-p", strconv.Itoa(c.Port),
+	return c.tool("ssh", "-p", password, stdin, args)
+}
+
+// SCP runs scp the same way (["-O",] file, "admin@127.0.0.1:image").
+func (c *Client) SCP(password string, args ...string) (string, int) {
+	c.t.Helper()
+	return c.tool("scp", "-P", password, "", args)
+}
+
+// tool runs an OpenSSH client program, portFlag naming its option for the
+// port.
+func (c *Client) tool(name, portFlag, password, stdin string, args []string) (string, int) {
+	c.t.Helper()
+	base := []string{portFlag, strconv.Itoa(c.Port),
 		"-o", "StrictHostKeyChecking=accept-new", "-o", "UserKnownHostsFile=" + c.knownHosts, "-o", "LogLevel=ERROR",
 		"-o", "PreferredAuthentications=password", "-o", "PubkeyAuthentication=no",
 		"-o", "NumberOfPasswordPrompts=1", "-o", "ConnectTimeout=10"}
 	ctx, cancel := context.WithTimeout(context.Background(), c.Timeout)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "ssh", append(base, args...)...)
+	cmd := exec.CommandContext(ctx, name, append(base, args...)...)
 	cmd.Env = append(os.Environ(), "SSH_ASKPASS="+c.askpass, "SSH_ASKPASS_REQUIRE=force", "DISPLAY=none", "MG_PASSWORD="+password)
 	cmd.Stdin = strings.NewReader(stdin)
 	var out bytes.Buffer
@@ -64,7 +77,7 @@ func (c *Client) Run(password, stdin string, args ...string) (string, int) {
 	if ee, ok := err.(*exec.ExitError); ok {
 		code = ee.ExitCode()
 	} else if err != nil {
-		c.t.Fatalf("ssh: %v", err)
+		c.t.Fatalf("%s: %v", name, err)
 	}
 	return strings.ReplaceAll(out.String(), "\r\n", "\n"), code
 }
