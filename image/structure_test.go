@@ -32,17 +32,15 @@ import (
 // e2fsprogs, file), not only with our own readers. The Raspberry Pi image
 // cannot boot here, so this is its whole test.
 
-// structEpoch is the fixed build time of the images built here.
-var structEpoch = time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
+// testEpoch is the fixed build time of the images the tests build.
+var testEpoch = time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
 
 // buildTest builds the image of target with version into dir.
 func buildTest(t *testing.T, target, version, dir string) *Result {
 	t.Helper()
 	needTools(t, "mksquashfs", "mkfs.ext4")
 	if target == "amd64" {
-		if _, err := os.Stat(SystemdBootEFI); err != nil {
-			t.Fatalf("%s is missing: make test-deps installs systemd-boot-efi", SystemdBootEFI)
-		}
+		needFiles(t, SystemdBootEFI)
 	}
 	moduleDir, err := filepath.Abs("..")
 	if err != nil {
@@ -50,7 +48,7 @@ func buildTest(t *testing.T, target, version, dir string) *Result {
 	}
 	start := time.Now()
 	res, err := Build(context.Background(), Options{
-		Target: Targets[target], Version: version, Epoch: structEpoch,
+		Target: Targets[target], Version: version, Epoch: testEpoch,
 		OutDir: dir, ModuleDir: moduleDir,
 	})
 	if err != nil {
@@ -432,8 +430,8 @@ func checkRoot(t *testing.T, tg Target, version string, res *Result, p2, p3 disk
 		t.Fatalf("partition 2 does not start with a squashfs superblock: %q", sb[:4])
 	}
 	bytesUsed := int64(binary.LittleEndian.Uint64(sb[40:]))
-	if mkfsTime := binary.LittleEndian.Uint32(sb[8:]); int64(mkfsTime) != structEpoch.Unix() {
-		t.Errorf("squashfs creation time %d, want the epoch %d", mkfsTime, structEpoch.Unix())
+	if mkfsTime := binary.LittleEndian.Uint32(sb[8:]); int64(mkfsTime) != testEpoch.Unix() {
+		t.Errorf("squashfs creation time %d, want the epoch %d", mkfsTime, testEpoch.Unix())
 	}
 	if bytesUsed <= 0 || bytesUsed > res.RootSize || res.RootSize != (bytesUsed+4095)/4096*4096 || res.RootSize > p2.Size {
 		t.Errorf("squashfs of %d bytes (padded %d) in a partition of %d", bytesUsed, res.RootSize, p2.Size)
@@ -452,7 +450,7 @@ func checkRoot(t *testing.T, tg Target, version string, res *Result, p2, p3 disk
 
 	entries := map[string]rootEntry{}
 	out := mustTool(t, "unsquashfs", "-lls", sqfs)
-	date := structEpoch.UTC().Format("2006-01-02 15:04")
+	date := testEpoch.UTC().Format("2006-01-02 15:04")
 	for _, line := range strings.Split(out, "\n") {
 		f := strings.Fields(line)
 		if len(f) < 6 || !strings.HasPrefix(f[5], "squashfs-root") {
@@ -630,7 +628,7 @@ func checkPerm(t *testing.T, res *Result, p4 disk.Partition) {
 		}
 		return n
 	}
-	created := structEpoch.UTC().Format("Mon Jan _2 15:04:05 2006")
+	created := testEpoch.UTC().Format("Mon Jan _2 15:04:05 2006")
 	for k, want := range map[string]string{
 		"Filesystem volume name": "perm",
 		"Filesystem state":       "clean",
