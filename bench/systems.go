@@ -220,9 +220,7 @@ func (p *postfixSystem) Name() string { return "postfix" }
 func (p *postfixSystem) Addr() string { return p.inst.Addr }
 
 func (p *postfixSystem) Procs() procSet {
-	b, _ := os.ReadFile(filepath.Join(p.dir, "queue", "pid", "master.pid"))
-	pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
-	return procSet{root: pid, tree: true}
+	return procSet{root: p.inst.MasterPID(), tree: true}
 }
 
 func (p *postfixSystem) Stop() {
@@ -298,9 +296,7 @@ func (s *sink) frontPID() int {
 	if s.front == nil {
 		return 0
 	}
-	b, _ := os.ReadFile(filepath.Join(s.front.Dir, "queue", "pid", "master.pid"))
-	pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
-	return pid
+	return s.front.MasterPID()
 }
 
 // cpu is the CPU seconds the sink used so far.

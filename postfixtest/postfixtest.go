@@ -576,7 +576,7 @@ func (i *Instance) Stop() error {
 	}
 	i.stopped = true
 	stopWatchdog(i.watch)
-	err := stopMaster(filepath.Join(i.Dir, "queue", "pid", "master.pid"))
+	err := stopMaster(i.pidFile())
 	i.cleanup()
 	return err
 }
@@ -587,17 +587,35 @@ func (i *Instance) cleanup() {
 	}
 }
 
-func stopMaster(pidFile string) error {
+// MasterPID is the pid of the instance's master process (0 when it does
+// not run).
+func (i *Instance) MasterPID() int {
+	pid, _ := readPID(i.pidFile())
+	return pid
+}
+
+func (i *Instance) pidFile() string { return filepath.Join(i.Dir, "queue", "pid", "master.pid") }
+
+// readPID reads a Postfix pid file (0 and no error when there is none).
+func readPID(pidFile string) (int, error) {
 	b, err := os.ReadFile(pidFile)
 	if err != nil {
 		if os.IsNotExist(err) {
-			return nil
+			return 0, nil
 		}
-		return err
+		return 0, err
 	}
 	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
 	if err != nil || pid <= 1 {
-		return fmt.Errorf("postfixtest: bad pid file %s", pidFile)
+		return 0, fmt.Errorf("postfixtest: bad pid file %s", pidFile)
+	}
+	return pid, nil
+}
+
+func stopMaster(pidFile string) error {
+	pid, err := readPID(pidFile)
+	if err != nil || pid == 0 {
+		return err
 	}
 	if !isMaster(pid) {
 		return nil // already gone (the pid may have been reused)
