@@ -2,6 +2,7 @@ package admin
 
 import (
 	"context"
+	"errors"
 	"io"
 	"runtime"
 	"strconv"
@@ -34,6 +35,10 @@ func (s *Service) Status(now time.Time) []Fact {
 		{"Firmware", s.FirmwareStatus()},
 	}
 }
+
+// ErrNoFirmware refuses an upgrade where the appliance does not run from
+// its disk image (make run, tests).
+var ErrNoFirmware = errors.New("this appliance does not run from the mailgate image: there is no root partition to upgrade")
 
 // FirmwareStatus describes the root partitions, or says that the
 // appliance does not run from its image.

@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"time"
 
+	"mailgate/admin"
 	"mailgate/config"
 )
 
@@ -26,7 +27,7 @@ func (s *Session) restoreImage(con Console, args []config.Token) error {
 		return s.fail(con, &config.Error{Code: config.CodeValue, Msg: fmt.Sprintf("value parse error before '%s'", args[0].Text), Detail: "an http:// or https:// URL of an upgrade file"})
 	}
 	if s.svc.Firmware == nil {
-		return s.fail(con, fmt.Errorf("this appliance does not run from the mailgate image: there is no root partition to upgrade"))
+		return s.fail(con, admin.ErrNoFirmware)
 	}
 	if ok, err := s.confirm(con, "This operation will replace the firmware and reboot the system!"); !ok {
 		return err

@@ -44,7 +44,6 @@ func (a serviceAccounts) Reboot()                  { a.svc.Reboot() }
 const (
 	scpTarget      = "image"
 	scpWrongTarget = "only 'image' can be uploaded: an upgrade file for the firmware"
-	scpNoFirmware  = "this appliance does not run from the mailgate image: there is no root partition to upgrade"
 	scpReadOnly    = "permission denied: a read-only administrator cannot upgrade the firmware"
 	scpMustChange  = "password change required: log in interactively (ssh -t) to set the admin password before uploading"
 	scpDownload    = "files cannot be copied from the appliance; only an upgrade file can be uploaded to 'image'"
@@ -113,7 +112,7 @@ func (s *Server) serveSCP(sess ssh.Session, user, remote string, info AdminInfo)
 	case info.ReadOnly:
 		err = errors.New(scpReadOnly)
 	case fw == nil:
-		err = errors.New(scpNoFirmware)
+		err = admin.ErrNoFirmware
 	}
 	if err != nil {
 		s.cfg.event("warning", "admin", user, remote, "scp upload refused: "+err.Error())

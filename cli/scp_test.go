@@ -161,7 +161,7 @@ func TestSCPRefused(t *testing.T) {
 		{e, "admin", "admin-password", []string{"-O", file, "admin@127.0.0.1:"}, scpWrongTarget, ""},
 		{e, "viewer", "viewer-password", []string{"-O", file, "viewer@127.0.0.1:image"}, scpReadOnly, "viewer"},
 		{e, "fresh", "", []string{"-O", file, "fresh@127.0.0.1:image"}, scpMustChange, "fresh"},
-		{noImage, "admin", "admin-password", []string{"-O", file, "admin@127.0.0.1:image"}, scpNoFirmware, "admin"},
+		{noImage, "admin", "admin-password", []string{"-O", file, "admin@127.0.0.1:image"}, admin.ErrNoFirmware.Error(), "admin"},
 		{e, "admin", "admin-password", []string{file, "admin@127.0.0.1:image"}, "scp -O mailgate-amd64.upgrade admin@appliance:image", ""},
 		{e, "admin", "admin-password", []string{"-O", "admin@127.0.0.1:image", filepath.Join(t.TempDir(), "x")}, scpDownload, ""},
 	} {
@@ -174,7 +174,7 @@ func TestSCPRefused(t *testing.T) {
 	if n := e.events.count("scp upload refused: " + scpReadOnly); n != 1 {
 		t.Errorf("%d read-only refusals logged: %q", n, e.events.all())
 	}
-	if n := noImage.events.count("scp upload refused: " + scpNoFirmware); n != 1 {
+	if n := noImage.events.count("scp upload refused: " + admin.ErrNoFirmware.Error()); n != 1 {
 		t.Errorf("%d refusals logged: %q", n, noImage.events.all())
 	}
 	if calls := fw.Calls(); calls != 0 {
