@@ -158,7 +158,7 @@ config policy access-control receive
     next
     edit 2
         set recipient-pattern-type regexp
-        set recipient-pattern "^postmaster@"
+        set recipient-pattern "^postmaster@example\\.(com|org)$"
         set authenticated no
         set action safe-relay
     next

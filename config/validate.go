@@ -39,6 +39,8 @@ func Validate(c *Config, env *Env) error {
 		}
 	}
 
+	errs = append(errs, OpenRelayRules(c)...)
+
 	g := &c.System.Global
 	if g.DefaultCertificate == "" {
 		add("system global: default-certificate must be set")
