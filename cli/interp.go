@@ -23,6 +23,12 @@ type Session struct {
 	ed       *config.Editor
 	baseRev  uint64
 	exited   bool
+	// Without a terminal a block in which a command failed is dropped at
+	// its end: failed counts the block's failed commands, skip is the
+	// depth of a nested (or outermost) config that failed, whose lines up
+	// to its end are not run.
+	failed int
+	skip   int
 }
 
 // NewSession starts an interpreter for user on svc.
@@ -88,6 +94,43 @@ func (s *Session) commands() []string {
 
 // Run executes one input line.
 func (s *Session) Run(line string, con Console) error {
+	err := s.run(line, con)
+	if err != nil && !con.Interactive() && (s.editing() || s.skip > 0) {
+		s.failed++
+	}
+	return err
+}
+
+// blockWords are the commands of the block language, for finding the end
+// of a block whose lines are skipped.
+var blockWords = []string{"abort", "append", "config", "delete", "edit", "end", "get", "move", "next", "purge", "rename", "set", "show", "unset"}
+
+// skipLine passes over a line inside a config that failed in a script,
+// keeping count of nested config and end; at the end of the outermost
+// block the block is dropped.
+func (s *Session) skipLine(con Console, toks []config.Token) error {
+	switch w, _ := matchOne(toks[0].Text, blockWords); w {
+	case "config":
+		s.skip++
+	case "end":
+		s.skip--
+	}
+	if s.skip == 0 && !s.editing() {
+		return s.drop(con)
+	}
+	return nil
+}
+
+// drop discards a script's block in which commands failed.
+func (s *Session) drop(con Console) error {
+	fmt.Fprintf(con, "%d command(s) failed in this config block; nothing of the block was committed.\n", s.failed)
+	cur, _ := s.svc.Config()
+	s.ed.Reset(cur)
+	s.failed, s.skip = 0, 0
+	return ErrCommand
+}
+
+func (s *Session) run(line string, con Console) error {
 	toks, open := config.SplitLine(line)
 	for open {
 		more, err := con.ReadLine("")
@@ -99,6 +142,9 @@ func (s *Session) Run(line string, con Console) error {
 	}
 	if len(toks) == 0 {
 		return nil
+	}
+	if s.skip > 0 && !config.IsComment(toks) {
+		return s.skipLine(con, toks)
 	}
 	if config.IsComment(toks) {
 		if strings.HasPrefix(toks[0].Text, "#config-version=") && !s.editing() {
@@ -137,6 +183,7 @@ func (s *Session) block(con Console, cmd string, toks []config.Token) error {
 			s.ed.Reset(cur)
 		}
 		s.baseRev = rev
+		s.failed, s.skip = 0, 0
 	}
 	if cmd == "purge" && con.Interactive() {
 		if ok, err := s.confirm(con, "This operation will clear all table!"); !ok {
@@ -147,12 +194,24 @@ func (s *Session) block(con Console, cmd string, toks []config.Token) error {
 	before := s.ed.Frames()
 	res, err := s.ed.Exec(toks)
 	if err != nil {
-		return s.fail(con, err)
+		err = s.fail(con, err)
+		if cmd == "config" && !con.Interactive() {
+			// Its lines would land in the enclosing object.
+			s.skip = 1
+			fmt.Fprintln(con, "The lines up to this config's end are skipped.")
+		}
+		return err
 	}
-	if res != config.Commit {
-		return nil
+	switch {
+	case res == config.Aborted:
+		s.failed = 0
+	case res != config.Commit:
+	case s.failed > 0:
+		return s.drop(con)
+	default:
+		return s.commit(con, before)
 	}
-	return s.commit(con, before)
+	return nil
 }
 
 // commit saves a finished block; on failure an interactive admin is put

@@ -498,3 +498,71 @@ func TestCACertificateImportReplacesByName(t *testing.T) {
 		t.Fatalf("CA import did not replace the entry by name: %d entries", len(c.System.Certificate.CA))
 	}
 }
+
+// script runs lines as a piped script does and returns the output and the
+// lines that failed.
+func script(s *Session, lines ...string) (string, []string) {
+	con := &scriptConsole{}
+	var failed []string
+	for _, l := range lines {
+		if s.Run(l, con) != nil {
+			failed = append(failed, l)
+		}
+	}
+	return con.out.String(), failed
+}
+
+func TestScriptBlockWithFailureIsDropped(t *testing.T) {
+	svc := openService(t, t.TempDir())
+	s := NewSession(svc, "admin", false)
+	const dropped = "1 command(s) failed in this config block; nothing of the block was committed."
+
+	// A refused line in a receive rule: nothing of that block, the next
+	// block from a clean state.
+	out, failed := script(s, "config domain", "edit example.com", "set smtp-server 192.0.2.25", "next", "end",
+		"config policy access-control receive", "edit 1", "set recipient-pattern *", "set authenticated yse", "set action relay", "next", "end",
+		"config system dns", "set primary 192.0.2.53", "end")
+	if !slices.Equal(failed, []string{"set authenticated yse", "end"}) || !strings.Contains(out, dropped) {
+		t.Fatalf("failed %q:\n%s", failed, out)
+	}
+	c, _ := svc.Config()
+	if len(c.Policy.AccessControl.Receive) != 0 || c.System.DNS.Primary != "192.0.2.53" || len(c.Domain) != 1 {
+		t.Fatalf("receive rules %+v, dns %q, domains %d", c.Policy.AccessControl.Receive, c.System.DNS.Primary, len(c.Domain))
+	}
+
+	// A nested config that fails: its lines are not run on the parent.
+	out, failed = script(s, "config mailsetting starttls", "set helo-name mx.example.com", "config host-protcol", "edit mx.example.net",
+		"set fallback next-retry", "config nested", "set x", "end", "next", "end", "set exclude-hosts example.net", "end")
+	if !slices.Equal(failed, []string{"config host-protcol", "end"}) || !strings.Contains(out, "skipped") || !strings.Contains(out, dropped) {
+		t.Fatalf("failed %q:\n%s", failed, out)
+	}
+	if c, _ := svc.Config(); c.Mailsetting.StartTLS.Fallback != "plain" || c.Mailsetting.StartTLS.HeloName != "" || len(c.Mailsetting.StartTLS.ExcludeHosts) != 0 {
+		t.Fatalf("starttls changed: %+v", c.Mailsetting.StartTLS)
+	}
+
+	// An outermost config that fails: its block is passed over to its end.
+	out, failed = script(s, "config sytem dns", "set primary 192.0.2.99", "end", "config system global", "set hostname after", "end")
+	if !slices.Equal(failed, []string{"config sytem dns", "end"}) || !strings.Contains(out, dropped) {
+		t.Fatalf("failed %q:\n%s", failed, out)
+	}
+	if c, _ := svc.Config(); c.System.DNS.Primary != "192.0.2.53" || c.System.Global.Hostname != "after" {
+		t.Fatalf("dns %q hostname %q", c.System.DNS.Primary, c.System.Global.Hostname)
+	}
+
+	// Several failures are counted; abort clears them.
+	out, _ = script(s, "config system global", "set hostname", "set nosuch 1", "set timezone Europe/Berlin", "end")
+	if !strings.Contains(out, "2 command(s) failed") {
+		t.Fatalf("count:\n%s", out)
+	}
+	_, failed = script(s, "config system global", "set nosuch 1", "abort", "config system global", "set timezone Europe/Berlin", "end")
+	if c, _ := svc.Config(); len(failed) != 1 || c.System.Global.Timezone != "Europe/Berlin" {
+		t.Fatalf("after abort: failed %q, timezone %q", failed, c.System.Global.Timezone)
+	}
+
+	// Interactively a refused line leaves the rest of the block to commit.
+	con := &scriptConsole{interactive: true}
+	run(t, s, con, "config system global", "set hostname bad_name!", "set hostname inter", "end")
+	if c, _ := svc.Config(); c.System.Global.Hostname != "inter" {
+		t.Fatalf("interactive block: hostname %q\n%s", c.System.Global.Hostname, con.out.String())
+	}
+}
