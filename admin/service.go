@@ -125,12 +125,21 @@ func (s *Service) load() error {
 			return err
 		}
 		c, err := config.Parse(full.Text, s.env)
+		var disabled []int
 		if err == nil {
+			disabled = config.DisableOpenRelays(c)
 			err = config.Validate(c, s.env)
 		}
 		if err != nil {
 			s.event(eventlog.Error, "", "revision %d cannot be loaded, trying the previous one: %v", r.ID, err)
 			continue
+		}
+		if len(disabled) > 0 {
+			// Stored before the open-relay check: load it without the hole.
+			s.mu.Lock()
+			defer s.mu.Unlock()
+			s.event(eventlog.Warning, "", "revision %d: receive rules %v made an open relay and are disabled", r.ID, disabled)
+			return s.commitLocked("system", fmt.Sprintf("receive rules %v disabled: open relay", disabled), c)
 		}
 		s.cur, s.rev = c, r.ID
 		s.rebuildCerts()

@@ -36,15 +36,34 @@ const (
 	maxRelayBits6 = 16
 )
 
+// DisableOpenRelays turns off the receive rules that make c an open relay
+// and returns their ids: a configuration stored before the check existed
+// still loads, without the hole.
+func DisableOpenRelays(c *Config) []int {
+	var ids []int
+	for i := range c.Policy.AccessControl.Receive {
+		r := &c.Policy.AccessControl.Receive[i]
+		if openRelay(c, r) {
+			r.Status = false
+			ids = append(ids, r.ID)
+		}
+	}
+	return ids
+}
+
+func openRelay(c *Config, r *ReceiveRule) bool {
+	if !r.Status || (r.Action != "relay" && r.Action != "safe-relay") || r.Authenticated == "yes" {
+		return false
+	}
+	return !clientNetwork(r.SenderIPMask) && !protectedPattern(c, r.RecipientPatternType, r.RecipientPattern)
+}
+
 // OpenRelayRules lists the enabled receive rules that make the
 // configuration an open relay, each with what to do about it.
 func OpenRelayRules(c *Config) []string {
 	var out []string
 	for _, r := range c.Policy.AccessControl.Receive {
-		if !r.Status || (r.Action != "relay" && r.Action != "safe-relay") || r.Authenticated == "yes" {
-			continue
-		}
-		if clientNetwork(r.SenderIPMask) || protectedPattern(c, r.RecipientPatternType, r.RecipientPattern) {
+		if !openRelay(c, &r) {
 			continue
 		}
 		out = append(out, fmt.Sprintf("policy access-control receive %d: open relay: action %s for any unauthenticated client "+

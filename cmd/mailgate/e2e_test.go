@@ -244,7 +244,7 @@ func TestEveryCommandOverOpenSSH(t *testing.T) {
 		"config profile tls", "edit A", "set level encrypt", "next", "edit B", "next", "edit C", "next",
 		"rename B to Bee", "move C before A", "delete A", "end",
 		"show profile tls",
-		"config policy access-control receive", "edit 1", "set tls-profile Bee", "set action relay", "next", "end",
+		"config policy access-control receive", "edit 1", "set tls-profile Bee", "set sender-ip-mask 192.0.2.0/24", "set action relay", "next", "end",
 		"config profile tls", "delete Bee", "end", // refused: in use
 		"config mailsetting starttls", "set include-hosts example.com", "append include-hosts .example.net [mx.example.org]",
 		"unset fallback", "end",

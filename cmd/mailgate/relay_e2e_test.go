@@ -1,0 +1,123 @@
+package main
+
+import (
+	"fmt"
+	"net/smtp"
+	"strings"
+	"testing"
+
+	"mailgate/config/configtest"
+)
+
+// A piped script in which one line of a receive rule is refused commits
+// nothing of that block and exits non-zero: the typo that used to commit
+// "any sender → relay" leaves the appliance refusing to relay.
+func TestScriptWithBadLineCommitsNothing(t *testing.T) {
+	g := startGateway(t)
+	script := strings.Join([]string{
+		"config policy access-control receive",
+		"    edit 1",
+		"        set sender-ip-mask 0.0.0.0/0",
+		"        set authenticated authenticatd",
+		"        set action relay",
+		"    next",
+		"end",
+		"config system global",
+		"    set hostname after-script",
+		"end",
+	}, "\n") + "\n"
+	out, code := g.ssh(newPassword, script, "admin@127.0.0.1")
+	if code == 0 || !strings.Contains(out, "1 command(s) failed in this config block; nothing of the block was committed.") {
+		t.Fatalf("status %d:\n%s", code, out)
+	}
+	if show, _ := g.ssh(newPassword, "", "admin@127.0.0.1", "show policy access-control receive"); strings.Contains(show, "edit 1") {
+		t.Fatalf("the rule was committed:\n%s", show)
+	}
+	if show, _ := g.ssh(newPassword, "", "admin@127.0.0.1", "show system global"); !strings.Contains(show, `"after-script"`) {
+		t.Fatalf("the next block did not run:\n%s", show)
+	}
+	out, _ = swaks(t, "--server", fmt.Sprintf("127.0.0.1:%d", g.smtp), "--from", "x@outside.example", "--to", "victim@elsewhere.example")
+	if !strings.Contains(out, "550 5.7.1") {
+		t.Fatalf("relay not refused:\n%s", out)
+	}
+}
+
+// The open-relay refusal over OpenSSH fires for every unsafe rule shape
+// and none of the safe ones; with the safe ones in place the running
+// appliance refuses the relay tricks.
+func TestOpenRelayRefusedOverSSH(t *testing.T) {
+	g := startGateway(t)
+	var unsafe, safe []string
+	for _, tc := range configtest.RelayRuleShapes {
+		text := "config policy access-control receive\n    purge\nend\n" + configtest.RelayShapeConfig(tc.Lines)
+		out, code := g.ssh(newPassword, text, "admin@127.0.0.1")
+		refused := strings.Contains(out, "receive 1: open relay")
+		switch {
+		case tc.Unsafe && (code == 0 || !refused):
+			t.Errorf("unsafe rule %q accepted (status %d):\n%s", tc.Lines, code, out)
+		case !tc.Unsafe && (code != 0 || refused):
+			t.Errorf("safe rule %q refused (status %d):\n%s", tc.Lines, code, out)
+		case tc.Unsafe:
+			unsafe = append(unsafe, tc.Lines)
+		default:
+			safe = append(safe, tc.Lines)
+		}
+	}
+	t.Logf("%d unsafe shapes refused, %d safe shapes committed", len(unsafe), len(safe))
+
+	// Every safe relaying shape at once, then the tricks from outside (the
+	// test client at 127.0.0.1 is no client network of these rules).
+	var b strings.Builder
+	b.WriteString("config domain\n    edit example.com\n        set smtp-server 127.0.0.1\n    next\n    edit example.org.\n        set smtp-server 127.0.0.1\n    next\nend\n")
+	b.WriteString("config policy access-control receive\n    purge\n")
+	id := 0
+	for _, tc := range configtest.RelayRuleShapes {
+		if tc.Unsafe || strings.Contains(tc.Lines, "sender-ip-mask") || !strings.Contains(tc.Lines, "relay") {
+			continue
+		}
+		id++
+		fmt.Fprintf(&b, "    edit %d\n        %s\n    next\n", id, strings.ReplaceAll(tc.Lines, "\n", "\n        "))
+	}
+	b.WriteString("end\n")
+	if out, code := g.ssh(newPassword, b.String(), "admin@127.0.0.1"); code != 0 {
+		t.Fatalf("safe rules refused: %d\n%s", code, out)
+	}
+	c, err := smtp.Dial(fmt.Sprintf("127.0.0.1:%d", g.smtp))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	for _, rcpt := range []string{
+		"victim@elsewhere.test", "VICTIM@ELSEWHERE.TEST", "victim@elsewhere.test.",
+		"@example.com:victim@elsewhere.test", "@example.com,@example.org:victim@elsewhere.test",
+		"victim%elsewhere.test", "victim%elsewhere.test@example.com", "elsewhere.test!victim",
+		`"victim@elsewhere.test"`, `"victim@elsewhere.test"@example.com`, `"victim"@elsewhere.test`,
+		"victim@[192.0.2.1]", "victim@[127.0.0.1]", "victim@[IPv6:::1]",
+		"victim@example.com.elsewhere.test", "victim@notexample.com", "victim@mail.example.com", "victim@example.coz",
+		"victim@EXAMPLE.COM.", "victim@Example.Org", "victim",
+	} {
+		if err := c.Mail("ceo@example.com"); err != nil {
+			t.Fatalf("MAIL: %v", err)
+		}
+		err := c.Rcpt(rcpt)
+		if err == nil && !protectedDestination(rcpt) {
+			t.Errorf("RCPT TO:<%s> accepted: relays to %q", rcpt, rcpt[strings.LastIndexByte(rcpt, '@')+1:])
+		}
+		t.Logf("RCPT TO:<%s>: %v", rcpt, err)
+		if err := c.Reset(); err != nil {
+			t.Fatalf("RSET: %v", err)
+		}
+	}
+}
+
+// protectedDestination: the recipient is delivered to example.com or
+// example.org (the domain after its last '@', case and a trailing dot
+// aside).
+func protectedDestination(rcpt string) bool {
+	at := strings.LastIndexByte(rcpt, '@')
+	if at < 0 {
+		return false
+	}
+	d := strings.ToLower(strings.TrimSuffix(rcpt[at+1:], "."))
+	return d == "example.com" || d == "example.org"
+}
