@@ -1,11 +1,13 @@
 package admin_test
 
 import (
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
 
 	"mailgate/admin"
+	"mailgate/admin/admintest"
 	"mailgate/config"
 	"mailgate/eventlog"
 	"mailgate/store"
@@ -48,5 +50,105 @@ func TestStoredOpenRelayIsDisabledAtLoad(t *testing.T) {
 	revs, _ := db.List()
 	if len(revs) != 3 || !strings.Contains(revs[0].Comment, "receive rules [4] disabled: open relay") {
 		t.Fatalf("revisions: %+v", revs)
+	}
+}
+
+// Revisions stored by the first release (format 1 names) load, show and
+// revert in the current names.
+func TestFormat1RevisionsReadInNewNames(t *testing.T) {
+	dir := t.TempDir()
+	db, err := store.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	lg, err := eventlog.Open(dir, 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lg.Close()
+	opt := admin.Options{DB: db, Log: lg, Dev: true, HashCost: 4}
+	svc, err := admin.Open(opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, _ := svc.Config()
+	// What the first release stored: no format mark, its own names.
+	if err := db.DeleteMeta("config-format-2-from"); err != nil {
+		t.Fatal(err)
+	}
+	base := config.Render(c, true)
+	old := base + "config mailsetting queue\n    set retry-interval 7\nend\n"
+	rev2, err := db.Commit("admin", "old names", old, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Commit("admin", "old names again", base+"config mailsetting relayserver\n    edit \"r\"\n        set server \"relay.example.net\"\n    next\nend\n"+
+		"config policy access-control receive\n    edit 1\n        set authenticated yes\n        set action relay\n    next\nend\n", time.Now()); err != nil {
+		t.Fatal(err)
+	}
+
+	svc, err = admin.Open(opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, _ = svc.Config()
+	if len(c.Mailsetting.RelayServer) != 1 || c.Mailsetting.RelayServer[0].Server != "relay.example.net" ||
+		c.Policy.AccessControl.Receive[0].Authenticated != "authenticated" {
+		t.Fatalf("latest old revision not read in the new names: %+v %+v", c.Mailsetting.RelayServer, c.Policy.AccessControl.Receive)
+	}
+	r, err := svc.Revision(rev2.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(r.Text, "set queue-retry 7") || strings.Contains(r.Text, "retry-interval") {
+		t.Fatalf("revision %d text:\n%s", rev2.ID, r.Text)
+	}
+	if err := svc.Revert("admin", rev2.ID); err != nil {
+		t.Fatal(err)
+	}
+	if c, _ = svc.Config(); c.System.Mailserver.RetryInterval != 7 || len(c.Mailsetting.RelayServer) != 0 {
+		t.Fatalf("revert: queue-retry %d, relays %d", c.System.Mailserver.RetryInterval, len(c.Mailsetting.RelayServer))
+	}
+	// New revisions are in the new names and read as they are.
+	latest, _ := db.Latest()
+	if !strings.Contains(latest.Text, "config system mailserver") || strings.Contains(latest.Text, "mailsetting queue") {
+		t.Fatalf("new revision text:\n%s", latest.Text)
+	}
+}
+
+// The login throttle follows admin-lockout-threshold and
+// admin-lockout-duration; their factory values are LoginMaxFailures and
+// LoginLockout.
+func TestLockoutFollowsConfiguration(t *testing.T) {
+	clk := admintest.NewClock()
+	svc, _ := admintest.Open(t, t.TempDir(), clk.Now)
+	c, _ := svc.Config()
+	if g := c.System.Global; g.AdminLockoutThreshold != admin.LoginMaxFailures || time.Duration(g.AdminLockoutDuration)*time.Minute != admin.LoginLockout {
+		t.Fatalf("factory lockout %d / %d min", g.AdminLockoutThreshold, g.AdminLockoutDuration)
+	}
+	if err := svc.Update("admin", "lockout", func(c *config.Config) error {
+		c.System.Global.AdminLockoutThreshold, c.System.Global.AdminLockoutDuration = 2, 30
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	ip := netip.MustParseAddr("192.0.2.9")
+	for i := range 2 {
+		if svc.LoginThrottled(ip) {
+			t.Fatalf("locked after %d failures", i)
+		}
+		svc.CheckLogin("admin", "wrong", ip)
+	}
+	if !svc.LoginThrottled(ip) {
+		t.Fatal("not locked after 2 failures")
+	}
+	clk.Advance(29 * time.Minute)
+	if !svc.LoginThrottled(ip) {
+		t.Fatal("lockout shorter than 30 minutes")
+	}
+	clk.Advance(time.Minute + time.Second)
+	if svc.LoginThrottled(ip) {
+		t.Fatal("still locked after 30 minutes")
 	}
 }

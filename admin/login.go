@@ -14,13 +14,15 @@ import (
 )
 
 // Login throttling per client IP address, shared by every administrative
-// interface of a Service: LoginMaxFailures failed logins within
-// LoginFailureWindow lock the address out for LoginLockout; every further
-// lockout doubles the duration up to LoginMaxLockout.
+// interface of a Service: admin-lockout-threshold failed logins within
+// LoginFailureWindow lock the address out for admin-lockout-duration
+// minutes (`config system global`); every further lockout doubles the
+// duration up to LoginMaxLockout (or the configured duration, if longer).
+// LoginMaxFailures and LoginLockout are the factory values.
 const (
-	LoginMaxFailures   = 5
+	LoginMaxFailures   = 4
 	LoginFailureWindow = 5 * time.Minute
-	LoginLockout       = 60 * time.Second
+	LoginLockout       = 3 * time.Minute
 	LoginMaxLockout    = 15 * time.Minute
 )
 
@@ -94,11 +96,13 @@ func (s *Service) CheckLogin(name, password string, ip netip.Addr) (Access, erro
 func (s *Service) RecordLoginFailure(name string, ip netip.Addr, reason string) {
 	ip = ip.Unmap()
 	remote := remoteString(ip)
-	lock := s.loginThrottle().fail(ip, s.opt.Now())
+	c, _ := s.Config()
+	g := c.System.Global
+	lock := s.loginThrottle().fail(ip, s.opt.Now(), g.AdminLockoutThreshold, time.Duration(g.AdminLockoutDuration)*time.Minute)
 	s.Event(eventlog.Warning, "admin", name, remote, "login failed: "+reason)
 	if lock > 0 {
 		s.Event(eventlog.Warning, "admin", name, remote, fmt.Sprintf("login locked out: %d failures, further logins from %s refused for %s",
-			LoginMaxFailures, remote, lock))
+			g.AdminLockoutThreshold, remote, lock))
 	}
 }
 
@@ -147,7 +151,7 @@ func TrustedHost(ad config.Admin, ip netip.Addr) bool {
 // backup config`, the web UI download); a text starting with it is
 // restored as a whole.
 func BackupHeader(c *config.Config, user string) string {
-	return fmt.Sprintf("#config-version=mailgate-%s:opmode=%s:user=%s\n", Version, c.System.Global.OperationMode, user)
+	return fmt.Sprintf("#config-version=mailgate-%s:opmode=%s:user=%s:format=%d\n", Version, c.System.Global.OperationMode, user, config.FormatVersion)
 }
 
 func remoteString(ip netip.Addr) string {
@@ -208,7 +212,7 @@ func (t *loginThrottle) locked(ip netip.Addr, now time.Time) bool {
 
 // fail records a failure and returns the lockout duration when this
 // failure starts a lockout (0 otherwise).
-func (t *loginThrottle) fail(ip netip.Addr, now time.Time) time.Duration {
+func (t *loginThrottle) fail(ip netip.Addr, now time.Time, threshold int, lockout time.Duration) time.Duration {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	st := t.ips[ip]
@@ -222,7 +226,8 @@ func (t *loginThrottle) fail(ip netip.Addr, now time.Time) time.Duration {
 	if now.Before(st.until) {
 		return 0
 	}
-	if st.level > 0 && now.Sub(st.until) > LoginMaxLockout {
+	longest := max(LoginMaxLockout, lockout)
+	if st.level > 0 && now.Sub(st.until) > longest {
 		st.level = 0
 	}
 	kept := st.fails[:0]
@@ -232,16 +237,16 @@ func (t *loginThrottle) fail(ip netip.Addr, now time.Time) time.Duration {
 		}
 	}
 	st.fails = append(kept, now)
-	if len(st.fails) < LoginMaxFailures {
+	if len(st.fails) < max(threshold, 1) {
 		return 0
 	}
 	st.fails = nil
 	st.level++
-	d := LoginLockout
-	for i := 1; i < st.level && d < LoginMaxLockout; i++ {
+	d := max(lockout, time.Second)
+	for i := 1; i < st.level && d < longest; i++ {
 		d *= 2
 	}
-	d = min(d, LoginMaxLockout)
+	d = min(d, longest)
 	st.until = now.Add(d)
 	return d
 }

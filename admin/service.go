@@ -13,6 +13,7 @@ import (
 	"io"
 	"net"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -47,6 +48,9 @@ type Service struct {
 	rev   uint64
 	subs  []func(*config.Config)
 	queue MailQueue
+	// format2From is the first revision stored in the current names;
+	// older ones are read through config.Migrate.
+	format2From uint64
 	// Reboot restarts the appliance; set by the process that owns it.
 	Reboot func()
 	// Firmware installs image upgrades; nil when the process does not run
@@ -98,10 +102,43 @@ func Open(opt Options) (*Service, error) {
 		CheckCert: checkCert,
 		HashCost:  opt.HashCost,
 	}
+	if s.format2From, err = revisionFormat(opt.DB); err != nil {
+		return nil, fmt.Errorf("configuration store: %w", err)
+	}
 	if err := s.load(); err != nil {
 		return nil, err
 	}
 	return s, nil
+}
+
+// revisionFormat returns the first revision stored in the current format
+// of the configuration language: on the first start of a version that
+// has it, every revision already stored is older (format 1).
+func revisionFormat(db *store.DB) (uint64, error) {
+	latest, err := db.Latest()
+	if err != nil {
+		return 0, err
+	}
+	next := uint64(1)
+	if latest != nil {
+		next = latest.ID + 1
+	}
+	raw, err := db.MetaOrCreate("config-format-2-from", func() ([]byte, error) {
+		return []byte(strconv.FormatUint(next, 10)), nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	return strconv.ParseUint(string(raw), 10, 64)
+}
+
+// revision reads a stored revision in the current names.
+func (s *Service) revision(id uint64) (*store.Revision, error) {
+	r, err := s.opt.DB.Get(id)
+	if err == nil && r.ID < s.format2From {
+		r.Text = config.Migrate(r.Text, 1)
+	}
+	return r, err
 }
 
 func checkCert(chain, key []byte) error {
@@ -120,7 +157,7 @@ func (s *Service) load() error {
 		return s.commitLocked("system", "factory defaults", s.factory(""))
 	}
 	for _, r := range revs {
-		full, err := s.opt.DB.Get(r.ID)
+		full, err := s.revision(r.ID)
 		if err != nil {
 			return err
 		}
@@ -335,11 +372,11 @@ func (s *Service) rebuildCerts() {
 func (s *Service) Revisions() ([]store.Revision, error) { return s.opt.DB.List() }
 
 // Revision returns one revision with its text.
-func (s *Service) Revision(id uint64) (*store.Revision, error) { return s.opt.DB.Get(id) }
+func (s *Service) Revision(id uint64) (*store.Revision, error) { return s.revision(id) }
 
 // Revert commits the configuration of an earlier revision as a new one.
 func (s *Service) Revert(user string, id uint64) error {
-	r, err := s.opt.DB.Get(id)
+	r, err := s.revision(id)
 	if err != nil {
 		return err
 	}

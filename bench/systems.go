@@ -111,7 +111,7 @@ func startMailgate(bin, sink string) (*mailgateSystem, error) {
 	setup := strings.Join([]string{
 		"config domain", "edit " + benchDomain, "set smtp-server 127.0.0.1", "set smtp-port " + sinkPort, "next", "end",
 		// 100 sessions (and 1,000 idle connections) from one address.
-		"config mailsetting mail-server-settings", "set max-connections 5000", "set max-connections-per-ip 2000", "end",
+		"config system mailserver", "set smtp-max-connections 5000", "set max-connections-per-ip 2000", "end",
 	}, "\n") + "\n"
 	if out, err := m.ssh(adminPass, setup, false); err != nil {
 		return fail(fmt.Errorf("configuration: %v\n%s", err, out))

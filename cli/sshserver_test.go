@@ -748,7 +748,7 @@ func TestServiceAccounts(t *testing.T) {
 		t.Fatal("unknown admin found")
 	}
 	// The idle timeout is admin-idle-timeout as committed now.
-	if d := acc.IdleTimeout(); d != 15*time.Minute {
+	if d := acc.IdleTimeout(); d != 5*time.Minute {
 		t.Fatalf("factory idle timeout %v", d)
 	}
 	if err := svc.Update("test", "idle", func(c *config.Config) error {
@@ -890,13 +890,13 @@ func TestSSHSharedLockout(t *testing.T) {
 	if !login(gossh.Password("right-password")) || !login(gossh.PublicKeys(key)) {
 		t.Fatal("login refused")
 	}
-	for range 3 {
+	for range admin.LoginMaxFailures - 2 {
 		if login(gossh.Password("wrong")) {
 			t.Fatal("wrong password accepted")
 		}
 	}
 	if svc.LoginThrottled(ip) {
-		t.Fatal("locked out after three failures")
+		t.Fatal("locked out before the threshold")
 	}
 	for range 2 {
 		if _, err := svc.CheckLogin("admin", "wrong", ip); !errors.Is(err, admin.ErrLoginFailed) {
@@ -917,8 +917,8 @@ func TestSSHSharedLockout(t *testing.T) {
 		t.Fatal("key login refused after the lockout")
 	}
 
-	if n := len(events("login failed")); n != 5 {
-		t.Errorf("%d login failed events, want 5", n)
+	if n := len(events("login failed")); n != admin.LoginMaxFailures {
+		t.Errorf("%d login failed events, want %d", n, admin.LoginMaxFailures)
 	}
 	if n := len(events("login locked out")); n != 1 {
 		t.Errorf("%d lockout events, want 1", n)

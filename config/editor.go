@@ -509,8 +509,15 @@ func (e *Editor) purge(args []Token) error {
 // Parse reads a configuration text (as `show full-configuration` prints it)
 // into a new tree: sections start at their factory values and tables empty,
 // so the text alone decides the result. Comment lines are ignored.
+//
+// A text that starts with a backup header of an older format
+// (BackupFormat) is read in that format's names (Migrate).
 func Parse(text string, env *Env) (*Config, error) {
-	lines, err := Lines(text)
+	format, ok := BackupFormat(text)
+	if !ok {
+		return nil, &Error{Code: CodeParse, Msg: "command parse error before '#config-version='", Detail: "the backup header is not mailgate's"}
+	}
+	lines, err := Lines(Migrate(text, format))
 	if err != nil {
 		return nil, err
 	}

@@ -582,7 +582,7 @@ func TestParseErrors(t *testing.T) {
 	}
 	// A text may name an entry before the block that creates it, and
 	// comments and blank lines are ignored.
-	c := mustParse(t, "#config-version=1\n\nconfig policy access-control receive\n    edit 1\n        set tls-profile later\n    next\nend\n# trailing\n", nil)
+	c := mustParse(t, "#config-version=mailgate-dev:format=2\n\nconfig policy access-control receive\n    edit 1\n        set tls-profile later\n    next\nend\n# trailing\n", nil)
 	if c.Policy.AccessControl.Receive[0].TLSProfile != "later" {
 		t.Fatal("deferred reference lost")
 	}

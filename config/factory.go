@@ -33,7 +33,7 @@ func Factory(o FactoryOptions) *Config {
 		}}
 	}
 	if o.Dev {
-		g, m := &c.System.Global, &c.Mailsetting.MailServerSettings
+		g, m := &c.System.Global, &c.System.Mailserver
 		g.PortSSH, g.PortHTTPS = 2222, 8443
 		m.SMTPPort, m.SMTPSPort, m.SMTPMSAPort = 2525, 2465, 2587
 		m.POP3Port, m.POP3SPort, m.IMAPPort, m.IMAPSPort = 2110, 2995, 2143, 2993
@@ -56,7 +56,7 @@ func SwitchMode(old *Config, mode string) *Config {
 	og := keep.System.Global
 	g.Hostname, g.LocalDomainName, g.Timezone = og.Hostname, og.LocalDomainName, og.Timezone
 	g.DefaultCertificate, g.PortSSH, g.PortHTTPS = og.DefaultCertificate, og.PortSSH, og.PortHTTPS
-	c.Mailsetting.MailServerSettings = keep.Mailsetting.MailServerSettings
+	c.System.Mailserver = keep.System.Mailserver
 	g.OperationMode = mode
 	return c
 }

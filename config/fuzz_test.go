@@ -24,7 +24,7 @@ func seedScripts(f *testing.F) []string {
 		"config policy access-control receive\nedit 3\nset sender-pattern \"\"\nset sender-ip-mask 198.51.100.0 255.255.255.0\nset action safe-relay\nnext\nend\n",
 		"config system global\nset hostname \"\"\nset timezone \"\"\nend\n",
 		"config system route\nedit 1\nset gateway 192.0.2.1\nnext\nedit 2\nnext\npurge\nend\n",
-		"config mailsetting relayserver\nedit r\nset server relay.example.net\nset auth-password \"p w\"\nset auth-password ENC sealed-41\nnext\nend\n",
+		"config mailsetting relay-host-list\nedit r\nset host-name relay.example.net\nset auth-password \"p w\"\nset auth-password ENC sealed-41\nnext\nend\n",
 	}
 }
 

@@ -68,7 +68,7 @@ func TestIsComment(t *testing.T) {
 }
 
 func TestLines(t *testing.T) {
-	text := "#config-version=1\r\n\r\nconfig system global\r\n    set hostname mg1\r\nend\r\n" +
+	text := "#config-version=mailgate-dev:format=2\r\n\r\nconfig system global\r\n    set hostname mg1\r\nend\r\n" +
 		"config system certificate ca\r\n    edit x\r\n        set certificate \"-----BEGIN-----\r\nAAAA\r\n\r\n-----END-----\"\r\n    next\r\nend"
 	lines, err := config.Lines(text)
 	if err != nil {
@@ -79,7 +79,7 @@ func TestLines(t *testing.T) {
 		got = append(got, words(l))
 	}
 	want := []string{
-		"#config-version=1",
+		"#config-version=mailgate-dev:format=2",
 		"config system global",
 		"set hostname mg1",
 		"end",

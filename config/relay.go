@@ -52,7 +52,7 @@ func DisableOpenRelays(c *Config) []int {
 }
 
 func openRelay(c *Config, r *ReceiveRule) bool {
-	if !r.Status || (r.Action != "relay" && r.Action != "safe-relay") || r.Authenticated == "yes" {
+	if !r.Status || (r.Action != "relay" && r.Action != "safe-relay") || r.Authenticated == "authenticated" {
 		return false
 	}
 	return !clientNetwork(r.SenderIPMask) && !protectedPattern(c, r.RecipientPatternType, r.RecipientPattern)
@@ -68,7 +68,7 @@ func OpenRelayRules(c *Config) []string {
 		}
 		out = append(out, fmt.Sprintf("policy access-control receive %d: open relay: action %s for any unauthenticated client "+
 			"(sender-ip-mask %s) to recipient-pattern %q, which matches domains that are not protected; "+
-			"narrow it with set sender-ip-mask to your network (at most a /%d, IPv6 /%d), set authenticated yes, "+
+			"narrow it with set sender-ip-mask to your network (at most a /%d, IPv6 /%d), set authenticated authenticated, "+
 			"or a recipient-pattern such as *@%s",
 			r.ID, r.Action, orAny(r.SenderIPMask), r.RecipientPattern, maxRelayBits4, maxRelayBits6, exampleDomain(c)))
 	}

@@ -20,7 +20,7 @@ func TestOpenRelayShapes(t *testing.T) {
 			continue
 		}
 		msg := got[0]
-		for _, want := range []string{"policy access-control receive 1: open relay", "sender-ip-mask", "authenticated yes", "*@example.com"} {
+		for _, want := range []string{"policy access-control receive 1: open relay", "sender-ip-mask", "authenticated authenticated", "*@example.com"} {
 			if !strings.Contains(msg, want) {
 				t.Errorf("rule %q: message lacks %q: %s", tc.Lines, want, msg)
 			}
@@ -35,7 +35,7 @@ func TestOpenRelayShapes(t *testing.T) {
 // Every rule is reported, and a rule behind an authenticated one is still
 // found (the check does not rely on rule order).
 func TestOpenRelayEveryRule(t *testing.T) {
-	text := strings.TrimSuffix(configtest.RelayShapeConfig("set authenticated yes\nset action relay"), "end\n") +
+	text := strings.TrimSuffix(configtest.RelayShapeConfig("set authenticated authenticated\nset action relay"), "end\n") +
 		"    edit 7\n        set action relay\n    next\n    edit 9\n        set recipient-pattern *\n        set action safe-relay\n    next\nend\n"
 	got := config.OpenRelayRules(mustParse(t, text, testEnv()))
 	if len(got) != 2 || !strings.HasPrefix(got[0], "policy access-control receive 7:") || !strings.HasPrefix(got[1], "policy access-control receive 9:") {

@@ -7,8 +7,8 @@ import (
 )
 
 // A budget the queue's schedule gives fewer than 3 attempts is refused
-// with the count and the attempt times. The ranges of max-time (from 1h)
-// and retry-interval cannot make one (see TestValidateRetryBudget), so
+// with the count and the attempt times. The ranges of queue-timeout (from 1h)
+// and queue-retry cannot make one (see TestValidateRetryBudget), so
 // this calls the check directly with a sub-hour deadline.
 func TestRetryBudgetTooSmall(t *testing.T) {
 	for _, f := range []string{"next-retry", "next-retry-any"} {

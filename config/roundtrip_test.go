@@ -77,15 +77,15 @@ config system certificate remote
         set certificate "` + strings.ReplaceAll(testCertPEM, "\n", "\r\n") + `"
     next
 end
-config mailsetting mail-server-settings
+config system mailserver
     set smtp-port 2525
-    set smtps-status disable
+    set smtps-tls-status disable
     set default-auth-domain example.com
 end
-config mailsetting relayserver
+config mailsetting relay-host-list
     edit smart
-        set server relay.example.net
-        set port 587
+        set host-name relay.example.net
+        set host-port 587
         set auth-status enable
         set auth-username "relay user"
         set auth-password "p@ss \"word\""
@@ -106,10 +106,10 @@ config mailsetting starttls
         next
     end
 end
-config mailsetting queue
-    set retry-interval 30
-    set warning-time 2
-    set max-time 48
+config system mailserver
+    set queue-retry 30
+    set queue-warning 2
+    set queue-timeout 48
 end
 config domain
     edit example.com
@@ -151,7 +151,7 @@ config policy access-control receive
         set recipient-pattern "*@example.com"
         set sender-ip-mask 198.51.100.0 255.255.255.0
         set reverse-dns-pattern "*.example.net"
-        set authenticated yes
+        set authenticated authenticated
         set tls-profile strict
         set action relay
         set comments "rule 'one'"
@@ -159,7 +159,7 @@ config policy access-control receive
     edit 2
         set recipient-pattern-type regexp
         set recipient-pattern "^postmaster@example\\.(com|org)$"
-        set authenticated no
+        set authenticated not-authenticated
         set action safe-relay
     next
     edit 3

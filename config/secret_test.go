@@ -134,7 +134,7 @@ func TestSecrets(t *testing.T) {
 	}
 
 	// Relay passwords are secrets too.
-	run(t, e, "next\nend\nconfig mailsetting relayserver\nedit smart\nset server relay.example.net\nset auth-password \"s3cret pass\"\nnext\nend")
+	run(t, e, "next\nend\nconfig mailsetting relay-host-list\nedit smart\nset host-name relay.example.net\nset auth-password \"s3cret pass\"\nnext\nend")
 	if got, _ := testOpen(e.Work().Mailsetting.RelayServer[0].AuthPassword); string(got) != "s3cret pass" {
 		t.Fatalf("auth-password opens to %q", got)
 	}

@@ -37,20 +37,23 @@ type System struct {
 	DNS         DNS          `cfg:"dns" help:"DNS resolvers."`
 	Interface   []Interface  `cfg:"interface" help:"Network interfaces."`
 	Route       []Route      `cfg:"route" help:"Static routes."`
+	Mailserver  Mailserver   `cfg:"mailserver" help:"Mail service ports, limits and the deferred queue."`
 }
 
 // Global is `config system global`.
 type Global struct {
-	Hostname           string   `cfg:"hostname" default:"mailgate" check:"hostname" help:"Host name of this appliance."`
-	OperationMode      string   `cfg:"operation-mode" enum:"gateway|server|transparent" default:"gateway" help:"Operation mode; changing it resets the configuration."`
-	LocalDomainName    string   `cfg:"local-domain-name" check:"domain" help:"Local domain name of this appliance."`
-	DefaultCertificate string   `cfg:"default-certificate" type:"ref" ref:"system certificate local" default:"Factory" help:"Certificate used when no other matches the requested name."`
-	AdminIdleTimeout   int      `cfg:"admin-idle-timeout" range:"1-480" default:"15" help:"Idle timeout of admin sessions, in minutes."`
-	SSLVersions        []string `cfg:"ssl-versions" enum:"tls1_0|tls1_1|tls1_2|tls1_3" default:"tls1_2 tls1_3" help:"TLS versions offered by the appliance's services."`
-	StrongCrypto       bool     `cfg:"strong-crypto" default:"enable" help:"Only strong ciphers (AEAD, forward secrecy)."`
-	Timezone           string   `cfg:"timezone" default:"UTC" check:"timezone" help:"Time zone (IANA name, e.g. Europe/Berlin)."`
-	PortSSH            int      `cfg:"port-ssh" range:"1-65535" default:"22" help:"SSH CLI port."`
-	PortHTTPS          int      `cfg:"port-https" range:"1-65535" default:"443" help:"Web UI port."`
+	Hostname              string   `cfg:"hostname" default:"mailgate" check:"hostname" help:"Host name of this appliance."`
+	OperationMode         string   `cfg:"operation-mode" enum:"gateway|server|transparent" default:"gateway" help:"Operation mode; changing it resets the configuration."`
+	LocalDomainName       string   `cfg:"local-domain-name" check:"domain" help:"Local domain name of this appliance."`
+	DefaultCertificate    string   `cfg:"default-certificate" type:"ref" ref:"system certificate local" default:"Factory" help:"Certificate used when no other matches the requested name."`
+	AdminIdleTimeout      int      `cfg:"admin-idle-timeout" range:"1-480" default:"5" help:"Idle timeout of admin sessions, in minutes."`
+	AdminLockoutThreshold int      `cfg:"admin-lockout-threshold" range:"1-100" default:"4" help:"Failed admin logins from one address (within 5 minutes) that lock it out."`
+	AdminLockoutDuration  int      `cfg:"admin-lockout-duration" range:"1-1440" default:"3" help:"Minutes an address is locked out; doubled for each further lockout, up to 15 minutes or this value."`
+	SSLVersions           []string `cfg:"ssl-versions" enum:"tls1_0|tls1_1|tls1_2|tls1_3" default:"tls1_2 tls1_3" help:"TLS versions offered by the appliance's services."`
+	StrongCrypto          bool     `cfg:"strong-crypto" default:"enable" help:"Only strong ciphers (AEAD, forward secrecy)."`
+	Timezone              string   `cfg:"timezone" default:"UTC" check:"timezone" help:"Time zone (IANA name, e.g. Europe/Berlin)."`
+	PortSSH               int      `cfg:"port-ssh" range:"1-65535" default:"22" help:"SSH CLI port."`
+	PortHTTPS             int      `cfg:"port-https" range:"1-65535" default:"443" help:"Web UI port."`
 }
 
 // Admin is one `config system admin` entry.
@@ -112,18 +115,18 @@ type CACert struct {
 
 // Mailsetting groups mail transfer settings.
 type Mailsetting struct {
-	MailServerSettings MailServerSettings `cfg:"mail-server-settings" help:"Mail service ports and options."`
-	RelayServer        []RelayServer      `cfg:"relayserver" help:"Relay hosts (smarthosts) for outgoing mail."`
-	StartTLS           StartTLS           `cfg:"starttls" help:"Outbound STARTTLS policy."`
-	Queue              Queue              `cfg:"queue" help:"Mail queue retry schedule."`
+	RelayServer []RelayServer `cfg:"relay-host-list" help:"Relay hosts (smarthosts) for outgoing mail."`
+	StartTLS    StartTLS      `cfg:"starttls" help:"Outbound STARTTLS policy (mailgate; FortiMail sets this per delivery rule)."`
 }
 
-// MailServerSettings is `config mailsetting mail-server-settings`.
-type MailServerSettings struct {
+// Mailserver is `config system mailserver`: the mail services and the
+// deferred queue (FortiMail lists queue-retry, queue-warning and
+// queue-timeout both here and in its nested config mail-queue).
+type Mailserver struct {
 	SMTPPort          int      `cfg:"smtp-port" range:"1-65535" default:"25" help:"SMTP port."`
-	SMTPSStatus       bool     `cfg:"smtps-status" default:"enable" help:"SMTP over implicit TLS."`
+	SMTPSStatus       bool     `cfg:"smtps-tls-status" default:"enable" help:"SMTP over implicit TLS (SMTPS)."`
 	SMTPSPort         int      `cfg:"smtps-port" range:"1-65535" default:"465" help:"SMTPS port."`
-	SMTPMSAStatus     bool     `cfg:"smtp-msa-status" default:"enable" help:"Message submission (MSA) service."`
+	SMTPMSAStatus     bool     `cfg:"smtp-msa" default:"enable" help:"Message submission (MSA) service."`
 	SMTPMSAPort       int      `cfg:"smtp-msa-port" range:"1-65535" default:"587" help:"Submission port."`
 	POP3Port          int      `cfg:"pop3-port" range:"1-65535" default:"110" help:"POP3 port (server mode)."`
 	POP3SPort         int      `cfg:"pop3s-port" range:"1-65535" default:"995" help:"POP3S port (server mode)."`
@@ -136,19 +139,22 @@ type MailServerSettings struct {
 	TLSAutodetect     bool     `cfg:"tls-autodetect" default:"disable" help:"Accept implicit TLS on plain ports (a TLS ClientHello as the first bytes)."`
 	MaxMessageSize    int      `cfg:"max-message-size" range:"1-1048576" default:"10240" help:"Largest message accepted, in KiB."`
 	MaxRecipients     int      `cfg:"max-recipients" range:"1-10000" default:"500" help:"Recipients per message."`
-	MaxConnections    int      `cfg:"max-connections" range:"1-100000" default:"2000" help:"Concurrent SMTP connections in total."`
+	MaxConnections    int      `cfg:"smtp-max-connections" range:"1-100000" default:"2000" help:"Concurrent SMTP connections in total."`
 	MaxConnectionsIP  int      `cfg:"max-connections-per-ip" range:"1-100000" default:"50" help:"Concurrent SMTP connections per client address."`
 	CommandTimeout    int      `cfg:"command-timeout" range:"5-3600" default:"300" help:"Seconds to wait for an SMTP command."`
 	DataTimeout       int      `cfg:"data-timeout" range:"5-3600" default:"600" help:"Seconds to wait for message data."`
 	MaxLineLength     int      `cfg:"max-line-length" range:"1000-65536" default:"2000" help:"Longest SMTP line accepted, in bytes."`
+	RetryInterval     int      `cfg:"queue-retry" range:"1-1440" default:"15" help:"Minutes between delivery attempts of a deferred message."`
+	WarningTime       int      `cfg:"queue-warning" range:"0-240" default:"4" help:"Hours before a delay notification (0: none)."`
+	MaxTime           int      `cfg:"queue-timeout" range:"1-720" default:"120" help:"Hours a message may stay queued before it bounces."`
 }
 
 // RelayServer is one relay host (smarthost).
 type RelayServer struct {
 	Name         string `cfg:"name,key" check:"objname"`
-	Server       string `cfg:"server" check:"host" help:"Relay host name or address."`
-	Port         int    `cfg:"port" range:"1-65535" default:"25" help:"Relay port."`
-	SMTPS        bool   `cfg:"smtps" default:"disable" help:"Implicit TLS to the relay."`
+	Server       string `cfg:"host-name" check:"host" help:"Relay host name or address."`
+	Port         int    `cfg:"host-port" range:"1-65535" default:"25" help:"Relay port."`
+	SMTPS        bool   `cfg:"use-smtps" default:"disable" help:"Implicit TLS to the relay."`
 	AuthStatus   bool   `cfg:"auth-status" default:"disable" help:"Authenticate to the relay."`
 	AuthUsername string `cfg:"auth-username" help:"User name for relay authentication."`
 	AuthPassword string `cfg:"auth-password" type:"secret" help:"Password for relay authentication (stored encrypted)."`
@@ -167,13 +173,6 @@ type StartTLS struct {
 type HostProtocol struct {
 	Host        string   `cfg:"host,key" check:"hostpattern"`
 	SSLVersions []string `cfg:"ssl-versions" enum:"tls1_0|tls1_1|tls1_2|tls1_3" default:"tls1_2 tls1_3" help:"TLS versions allowed to this destination."`
-}
-
-// Queue is `config mailsetting queue`.
-type Queue struct {
-	RetryInterval int `cfg:"retry-interval" range:"1-1440" default:"15" help:"Minutes between delivery attempts."`
-	WarningTime   int `cfg:"warning-time" range:"0-240" default:"4" help:"Hours before a delay notification (0: none)."`
-	MaxTime       int `cfg:"max-time" range:"1-720" default:"120" help:"Hours a message may stay queued before it bounces."`
 }
 
 // User is one `config user local` entry: a mail user who may authenticate
@@ -244,7 +243,7 @@ type ReceiveRule struct {
 	RecipientPattern     string `cfg:"recipient-pattern" default:"*" help:"Envelope recipient."`
 	SenderIPMask         string `cfg:"sender-ip-mask" type:"prefix" default:"0.0.0.0/0" help:"Client address and netmask."`
 	ReverseDNSPattern    string `cfg:"reverse-dns-pattern" default:"*" help:"Client reverse DNS name."`
-	Authenticated        string `cfg:"authenticated" enum:"any|yes|no" default:"any" help:"Whether the client authenticated."`
+	Authenticated        string `cfg:"authenticated" enum:"any|authenticated|not-authenticated" default:"any" help:"Whether the client authenticated (SMTP AUTH)."`
 	TLSProfile           string `cfg:"tls-profile" type:"ref" ref:"profile tls" help:"TLS profile required of the session."`
 	Action               string `cfg:"action" enum:"relay|reject|discard|safe|safe-relay|receive" default:"reject" help:"What to do with matching mail."`
 	Comments             string `cfg:"comments" help:"Comments."`

@@ -95,24 +95,24 @@ func Validate(c *Config, env *Env) error {
 	}
 	for _, r := range c.Mailsetting.RelayServer {
 		if r.Server == "" {
-			add("mailsetting relayserver %q: server must be set", r.Name)
+			add("mailsetting relay-host-list %q: host-name must be set", r.Name)
 		}
 	}
-	q := &c.Mailsetting.Queue
+	q := &c.System.Mailserver
 	if q.WarningTime >= q.MaxTime && q.WarningTime != 0 {
-		add("mailsetting queue: warning-time (%dh) must be shorter than max-time (%dh)", q.WarningTime, q.MaxTime)
+		add("system mailserver: queue-warning (%dh) must be shorter than queue-timeout (%dh)", q.WarningTime, q.MaxTime)
 	}
 
 	if msg := retryBudget(c.Mailsetting.StartTLS.Fallback, time.Duration(q.RetryInterval)*time.Minute, time.Duration(q.MaxTime)*time.Hour); msg != "" {
 		add("%s", msg)
 	}
-	if m := &c.Mailsetting.MailServerSettings; m.MaxConnectionsIP > m.MaxConnections {
-		add("mailsetting mail-server-settings: max-connections-per-ip (%d) exceeds max-connections (%d)", m.MaxConnectionsIP, m.MaxConnections)
+	if m := &c.System.Mailserver; m.MaxConnectionsIP > m.MaxConnections {
+		add("system mailserver: max-connections-per-ip (%d) exceeds smtp-max-connections (%d)", m.MaxConnectionsIP, m.MaxConnections)
 	}
 
 	// Listening ports do not collide.
 	ports := map[int][]string{}
-	m := &c.Mailsetting.MailServerSettings
+	m := &c.System.Mailserver
 	ports[g.PortSSH] = append(ports[g.PortSSH], "system global port-ssh")
 	ports[g.PortHTTPS] = append(ports[g.PortHTTPS], "system global port-https")
 	ports[m.SMTPPort] = append(ports[m.SMTPPort], "smtp-port")
@@ -172,7 +172,7 @@ func retryBudget(fallback string, interval, maxAge time.Duration) string {
 			return ""
 		}
 	}
-	return fmt.Sprintf("mailsetting queue: fallback %s alternates TLS and plain text and needs at least %d delivery attempts, "+
-		"but max-time %v with retry-interval %v allows only %d (at %s after receipt)",
+	return fmt.Sprintf("system mailserver: fallback %s alternates TLS and plain text and needs at least %d delivery attempts, "+
+		"but queue-timeout %v with queue-retry %v allows only %d (at %s after receipt)",
 		fallback, minAlternatingAttempts, maxAge, interval, len(at), strings.Join(at, ", "))
 }

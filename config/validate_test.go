@@ -58,19 +58,19 @@ config system certificate local
     edit nocert
     next
 end
-config mailsetting mail-server-settings
+config system mailserver
     set smtp-port 22
     set smtps-port 443
-    set smtp-msa-status disable
+    set smtp-msa disable
     set smtp-msa-port 443
 end
-config mailsetting relayserver
+config mailsetting relay-host-list
     edit smart
     next
 end
-config mailsetting queue
-    set warning-time 48
-    set max-time 24
+config system mailserver
+    set queue-warning 48
+    set queue-timeout 24
 end
 config domain
     edit example.com
@@ -118,8 +118,8 @@ end
 		`domain "example.com": relay-type host needs smtp-server`,
 		`profile tls "p": check-ca-name needs ca-name`,
 		`profile tls "p": check-cert-subject needs cert-subject`,
-		`mailsetting relayserver "smart": server must be set`,
-		`mailsetting queue: warning-time (48h) must be shorter than max-time (24h)`,
+		`mailsetting relay-host-list "smart": host-name must be set`,
+		`system mailserver: queue-warning (48h) must be shorter than queue-timeout (24h)`,
 		`port 22 is used by [smtp-port system global port-ssh]`,
 		`port 443 is used by [smtps-port system global port-https]`,
 	}
@@ -160,14 +160,14 @@ func TestValidatePorts(t *testing.T) {
 		script string
 		clash  string // "" when valid
 	}{
-		{"smtps disabled frees its port", "config mailsetting mail-server-settings\nset smtps-status disable\nset smtps-port 22\nend", ""},
-		{"smtps enabled", "config mailsetting mail-server-settings\nset smtps-port 22\nend", "port 22 is used by [smtps-port system global port-ssh]"},
-		{"msa", "config mailsetting mail-server-settings\nset smtp-msa-port 25\nend", "port 25 is used by [smtp-msa-port smtp-port]"},
+		{"smtps disabled frees its port", "config system mailserver\nset smtps-tls-status disable\nset smtps-port 22\nend", ""},
+		{"smtps enabled", "config system mailserver\nset smtps-port 22\nend", "port 22 is used by [smtps-port system global port-ssh]"},
+		{"msa", "config system mailserver\nset smtp-msa-port 25\nend", "port 25 is used by [smtp-msa-port smtp-port]"},
 		{"ssh and https", "config system global\nset port-https 22\nend", "port 22 is used by [system global port-https system global port-ssh]"},
-		{"pop3 ignored in gateway mode", "config mailsetting mail-server-settings\nset pop3-port 25\nend", ""},
-		{"pop3 in server mode", "config system global\nset operation-mode server\nend\nconfig mailsetting mail-server-settings\nset pop3-port 25\nend", "port 25 is used by [pop3-port smtp-port]"},
-		{"pop3 and imap in server mode", "config system global\nset operation-mode server\nend\nconfig mailsetting mail-server-settings\nset pop3-port 143\nend", "port 143 is used by [imap-port pop3-port]"},
-		{"three on one port", "config system global\nset operation-mode server\nend\nconfig mailsetting mail-server-settings\nset pop3s-port 993\nset smtps-port 993\nend", "port 993 is used by [imaps-port pop3s-port smtps-port]"},
+		{"pop3 ignored in gateway mode", "config system mailserver\nset pop3-port 25\nend", ""},
+		{"pop3 in server mode", "config system global\nset operation-mode server\nend\nconfig system mailserver\nset pop3-port 25\nend", "port 25 is used by [pop3-port smtp-port]"},
+		{"pop3 and imap in server mode", "config system global\nset operation-mode server\nend\nconfig system mailserver\nset pop3-port 143\nend", "port 143 is used by [imap-port pop3-port]"},
+		{"three on one port", "config system global\nset operation-mode server\nend\nconfig system mailserver\nset pop3s-port 993\nset smtps-port 993\nend", "port 993 is used by [imaps-port pop3s-port smtps-port]"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -209,7 +209,7 @@ func TestSwitchMode(t *testing.T) {
 	if len(c.System.Admin) != 2 || len(c.Domain) != 0 || len(c.Profile.TLS) != 0 || len(c.Policy.AccessControl.Receive) != 0 {
 		t.Fatal("SwitchMode kept or lost the wrong tables")
 	}
-	if c.Mailsetting.MailServerSettings.SMTPPort != 2525 || c.Mailsetting.StartTLS.Fallback != "plain" {
+	if c.System.Mailserver.SMTPPort != 2525 || c.Mailsetting.StartTLS.Fallback != "plain" {
 		t.Fatal("SwitchMode mail settings")
 	}
 	c.System.Admin[0].Name = "changed"
@@ -223,19 +223,19 @@ func TestSwitchMode(t *testing.T) {
 
 // The alternating fallback modes accept any budget that gives 3 attempts
 // on the queue's real schedule (first retry after 5 minutes, one last
-// attempt at max-time): max-time 1h with retry-interval 30m gives 4 (0,
+// attempt at queue-timeout): queue-timeout 1h with queue-retry 30m gives 4 (0,
 // 5m, 35m, 1h), and even the longest interval gives 3 (0, 5m, 1h).
 func TestValidateRetryBudget(t *testing.T) {
 	for _, f := range []string{"next-retry", "next-retry-any"} {
 		for _, q := range []struct{ maxTime, interval int }{{1, 30}, {1, 20}, {1, 60}, {1, 1440}, {2, 1440}, {120, 15}} {
 			c := config.Factory(factoryOpts(false))
 			c.Mailsetting.StartTLS.Fallback = f
-			c.Mailsetting.Queue.MaxTime, c.Mailsetting.Queue.RetryInterval = q.maxTime, q.interval
-			if q.maxTime <= c.Mailsetting.Queue.WarningTime {
-				c.Mailsetting.Queue.WarningTime = 0
+			c.System.Mailserver.MaxTime, c.System.Mailserver.RetryInterval = q.maxTime, q.interval
+			if q.maxTime <= c.System.Mailserver.WarningTime {
+				c.System.Mailserver.WarningTime = 0
 			}
 			if err := config.Validate(c, testEnv()); err != nil {
-				t.Errorf("fallback %s, max-time %dh, retry-interval %dm: %v", f, q.maxTime, q.interval, err)
+				t.Errorf("fallback %s, queue-timeout %dh, queue-retry %dm: %v", f, q.maxTime, q.interval, err)
 			}
 		}
 	}

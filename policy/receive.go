@@ -199,9 +199,9 @@ func findTLSProfile(c *config.Config, name string) *config.TLSProfile {
 
 func matchAuth(want string, authenticated bool) bool {
 	switch want {
-	case "yes":
+	case "authenticated":
 		return authenticated
-	case "no":
+	case "not-authenticated":
 		return !authenticated
 	}
 	return true // "any" (and unset)
@@ -264,7 +264,7 @@ func matchReverseDNS(pattern, rdns string) bool {
 
 // OfferSTARTTLS decides whether STARTTLS is advertised to a client (on the
 // SMTP port): not when the client's reverse DNS name contains, as a
-// case-insensitive substring, one of mail-server-settings
+// case-insensitive substring, one of system mailserver
 // starttls-exclude-hosts, nor when the first enabled receive rule that
 // matches the client's address and reverse DNS name (sender, recipient and
 // authentication are not known yet and are ignored) has a TLS profile of
@@ -275,7 +275,7 @@ func OfferSTARTTLS(c *config.Config, s Session) bool {
 	}
 	rdns := strings.ToLower(strings.TrimSuffix(s.ReverseDNS, "."))
 	if rdns != "" {
-		for _, h := range c.Mailsetting.MailServerSettings.StartTLSExclude {
+		for _, h := range c.System.Mailserver.StartTLSExclude {
 			if h = strings.ToLower(strings.TrimSpace(h)); h != "" && strings.Contains(rdns, h) {
 				return false
 			}

@@ -152,12 +152,12 @@ config policy access-control receive
     set action reject
   next
   edit 9
-    set authenticated yes
+    set authenticated authenticated
     set sender-pattern "limited@example.com"
     set action receive
   next
   edit 10
-    set authenticated no
+    set authenticated not-authenticated
     set sender-pattern "*@safe.example"
     set action safe
   next
@@ -318,7 +318,7 @@ func TestIsProtected(t *testing.T) {
 
 func TestOfferSTARTTLS(t *testing.T) {
 	c := cfgWith(t, domains+`
-config mailsetting mail-server-settings
+config system mailserver
   set starttls-exclude-hosts broken-tls.example legacy
 end
 config profile tls
@@ -375,7 +375,7 @@ end`)
 			t.Errorf("factory configuration must offer STARTTLS to %+v", s)
 		}
 	}
-	plain.Mailsetting.MailServerSettings.StartTLSExclude = []string{"", " "}
+	plain.System.Mailserver.StartTLSExclude = []string{"", " "}
 	if !OfferSTARTTLS(plain, Session{ClientIP: ip4, ReverseDNS: "mx.example"}) {
 		t.Error("empty exclusion entries must not exclude everyone")
 	}

@@ -10,7 +10,7 @@ import (
 
 func TestMaxMessageSize(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, testConfig(t, "config mailsetting mail-server-settings\n set max-message-size 1\nend"))
+	e := newEnv(t, testConfig(t, "config system mailserver\n set max-message-size 1\nend"))
 	big := strings.Repeat("0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcde\n", 64) // 4 KiB
 	out, err := swaks(t, "--port", e.port(SMTP), "--from", "a@sender.example", "--to", "bob@example.com", "--body", big)
 	if err == nil {
@@ -51,7 +51,7 @@ func TestMaxMessageSize(t *testing.T) {
 
 func TestMaxRecipients(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, testConfig(t, "config mailsetting mail-server-settings\n set max-recipients 2\nend"))
+	e := newEnv(t, testConfig(t, "config system mailserver\n set max-recipients 2\nend"))
 	c := dial(t, e.addr[SMTP])
 	c.reply()
 	c.expect("EHLO x.example", "250")
@@ -89,7 +89,7 @@ func dialFrom(t *testing.T, local, addr string) *client {
 
 func TestMaxConnections(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, testConfig(t, "config mailsetting mail-server-settings\n set max-connections 2\nend"))
+	e := newEnv(t, testConfig(t, "config system mailserver\n set smtp-max-connections 2\nend"))
 	a := dial(t, e.addr[SMTP])
 	mustContain(t, a.reply(), "220 ")
 	b := dialFrom(t, "127.0.0.2", e.addr[MSA]) // the limit is over all listeners
@@ -113,7 +113,7 @@ func TestMaxConnections(t *testing.T) {
 
 func TestMaxConnectionsPerIP(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, testConfig(t, "config mailsetting mail-server-settings\n set max-connections-per-ip 2\nend"))
+	e := newEnv(t, testConfig(t, "config system mailserver\n set max-connections-per-ip 2\nend"))
 	for i := 0; i < 2; i++ {
 		mustContain(t, dial(t, e.addr[SMTP]).reply(), "220 ")
 	}
@@ -147,7 +147,7 @@ func waitFor(t *testing.T, cond func() bool) {
 func TestCommandTimeout(t *testing.T) {
 	t.Parallel()
 	cfg := testConfig(t, "")
-	cfg.Mailsetting.MailServerSettings.CommandTimeout = 1 // below the configurable minimum, to keep the test short
+	cfg.System.Mailserver.CommandTimeout = 1 // below the configurable minimum, to keep the test short
 	e := newEnv(t, cfg)
 	for _, k := range []Kind{SMTP, SMTPS} {
 		var c *client
@@ -174,8 +174,8 @@ func TestCommandTimeout(t *testing.T) {
 func TestDataTimeout(t *testing.T) {
 	t.Parallel()
 	cfg := testConfig(t, "")
-	cfg.Mailsetting.MailServerSettings.DataTimeout = 1
-	cfg.Mailsetting.MailServerSettings.CommandTimeout = 30
+	cfg.System.Mailserver.DataTimeout = 1
+	cfg.System.Mailserver.CommandTimeout = 30
 	e := newEnv(t, cfg)
 	c := dial(t, e.addr[SMTP])
 	c.reply()
@@ -205,7 +205,7 @@ func TestDataTimeout(t *testing.T) {
 
 func TestMaxLineLength(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, testConfig(t, "config mailsetting mail-server-settings\n set max-line-length 1000\nend"))
+	e := newEnv(t, testConfig(t, "config system mailserver\n set max-line-length 1000\nend"))
 	// 1000 bytes with CRLF is fine.
 	c := dial(t, e.addr[SMTP])
 	c.reply()

@@ -233,13 +233,13 @@ func (s *Server) Close() error {
 	return errors.Join(errs...)
 }
 
-// limits are mail-server-settings with factory values for unset fields.
+// limits are system mailserver settings with factory values for unset fields.
 type limits struct {
 	maxSize, maxRcpt, maxConn, maxConnIP, maxLine int
 	cmdTimeout, dataTimeout                       time.Duration
 }
 
-func limitsOf(ms *config.MailServerSettings) limits {
+func limitsOf(ms *config.Mailserver) limits {
 	or := func(v, def int) int {
 		if v <= 0 {
 			return def
@@ -314,7 +314,7 @@ func (s *Server) handle(c net.Conn, k Kind) {
 	defer s.wg.Done()
 	ip := remoteIP(c)
 	cfg := s.config()
-	lim := limitsOf(&cfg.Mailsetting.MailServerSettings)
+	lim := limitsOf(&cfg.System.Mailserver)
 	if !s.admit(c, ip, lim) {
 		return
 	}

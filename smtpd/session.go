@@ -85,7 +85,7 @@ func (s *session) client() string {
 }
 
 func (s *session) run() {
-	ms := &s.cfg.Mailsetting.MailServerSettings
+	ms := &s.cfg.System.Mailserver
 	s.host = s.d.hostname
 	if s.srv.o.Hostname != nil {
 		if h := s.srv.o.Hostname(); h != "" {
@@ -369,7 +369,7 @@ func authenticate(c *config.Config, user, pass string) (string, bool) {
 		return nil
 	}
 	u := find(user)
-	if dom := c.Mailsetting.MailServerSettings.DefaultAuthDomain; u == nil && dom != "" && user != "" && !strings.Contains(user, "@") {
+	if dom := c.System.Mailserver.DefaultAuthDomain; u == nil && dom != "" && user != "" && !strings.Contains(user, "@") {
 		u = find(user + "@" + dom)
 	}
 	if u == nil || !u.Status || u.Password == "" {

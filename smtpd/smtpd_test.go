@@ -300,7 +300,7 @@ func caCommonName(t *testing.T, caPEM []byte) string {
 func TestSTARTTLSExclusion(t *testing.T) {
 	t.Parallel()
 	cfg := testConfig(t, `
-config mailsetting mail-server-settings
+config system mailserver
   set starttls-exclude-hosts legacy.example
 end
 config profile tls
@@ -353,7 +353,7 @@ end`)
 
 func TestSTARTTLSDisabled(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, testConfig(t, "config mailsetting mail-server-settings\n set smtp-starttls disable\nend"))
+	e := newEnv(t, testConfig(t, "config system mailserver\n set smtp-starttls disable\nend"))
 	c := dial(t, e.addr[SMTP])
 	c.reply()
 	mustNotContain(t, c.expect("EHLO x.example", "250"), "STARTTLS", "AUTH")
@@ -434,7 +434,7 @@ func TestTLSVersionsAndCiphers(t *testing.T) {
 
 func TestMSAAuth(t *testing.T) {
 	t.Parallel()
-	cfg := testConfig(t, "config mailsetting mail-server-settings\n set default-auth-domain example.com\nend")
+	cfg := testConfig(t, "config system mailserver\n set default-auth-domain example.com\nend")
 	e := newEnv(t, cfg)
 	for _, c := range []struct{ mech, user string }{{"PLAIN", userName}, {"LOGIN", userName}, {"PLAIN", "alice"}, {"LOGIN", "ALICE"}} {
 		out, err := swaks(t, "--port", e.port(MSA), "--tls", "--auth", c.mech, "--auth-user", c.user, "--auth-password", userPass,
@@ -513,7 +513,7 @@ func TestAuthFailureLimit(t *testing.T) {
 
 func TestMSAImplicitMode(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, testConfig(t, "config mailsetting mail-server-settings\n set smtp-msa-mode implicit\nend"))
+	e := newEnv(t, testConfig(t, "config system mailserver\n set smtp-msa-mode implicit\nend"))
 	out, err := swaks(t, "--port", e.port(MSA), "--tlsc", "--auth", "PLAIN", "--auth-user", userName, "--auth-password", userPass,
 		"--from", userName, "--to", "friend@elsewhere.example")
 	if err != nil {
@@ -524,7 +524,7 @@ func TestMSAImplicitMode(t *testing.T) {
 
 func TestTLSAutodetect(t *testing.T) {
 	t.Parallel()
-	cfg := testConfig(t, "config mailsetting mail-server-settings\n set tls-autodetect enable\nend")
+	cfg := testConfig(t, "config system mailserver\n set tls-autodetect enable\nend")
 	e := newEnv(t, cfg)
 	out, err := swaks(t, "--port", e.port(SMTP), "--tlsc", "--from", "a@sender.example", "--to", "bob@example.com")
 	if err != nil {
@@ -550,7 +550,7 @@ func TestTLSAutodetect(t *testing.T) {
 	// Without autodetect the banner comes at once and TLS on the plain
 	// port fails.
 	off := cfg.Clone()
-	off.Mailsetting.MailServerSettings.TLSAutodetect = false
+	off.System.Mailserver.TLSAutodetect = false
 	e.setConfig(off)
 	start = time.Now()
 	c = dial(t, e.addr[SMTP])

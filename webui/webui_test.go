@@ -366,7 +366,7 @@ func TestBackupRoundTrip(t *testing.T) {
 		t.Fatalf("backup: %d %v", resp.StatusCode, resp.Header)
 	}
 	header, text, _ := strings.Cut(backup, "\n")
-	if header != "#config-version=mailgate-"+admin.Version+":opmode=gateway:user=admin" {
+	if header != "#config-version=mailgate-"+admin.Version+":opmode=gateway:user=admin:format=2" {
 		t.Fatalf("header %q", header)
 	}
 	// The same as `execute backup config` in the CLI.
@@ -658,14 +658,14 @@ func TestSessionEnds(t *testing.T) {
 	e.addAdmin("other", testPassword, "", "")
 	b := e.browser()
 	b.mustLogin("admin", testPassword)
-	// Activity keeps the session; idleness ends it (admin-idle-timeout 15).
+	// Activity keeps the session; idleness ends it (admin-idle-timeout 5).
 	for range 3 {
-		e.clock.Advance(10 * time.Minute)
+		e.clock.Advance(4 * time.Minute)
 		if b.get("/status"); b.url != "/status" {
 			t.Fatal("an active session ended")
 		}
 	}
-	e.clock.Advance(16 * time.Minute)
+	e.clock.Advance(6 * time.Minute)
 	if _, body := b.get("/status"); b.url != "/login" || !strings.Contains(body, "Your session has ended") {
 		t.Fatal("idle session still valid")
 	}

@@ -19,7 +19,7 @@ import (
 
 // Tests of settings that apply to the running appliance, without a
 // restart: `system dns` for MX lookups, and the SMTP listeners of
-// `mailsetting mail-server-settings`.
+// `system mailserver`.
 
 // startDNS53 starts a test DNS server on port 53 of a loopback address of
 // its own (127.53.x.y): `system dns` takes an address, and the appliance
@@ -160,7 +160,7 @@ func smtpsHandshake(t *testing.T, addr string) (string, error) {
 }
 
 // TestGatewayListenersFollowConfiguration runs the appliance without port
-// overrides and changes `mailsetting mail-server-settings` over SSH: the
+// overrides and changes `system mailserver` over SSH: the
 // SMTPS and submission listeners close and open with their status, and
 // the SMTP listener moves with smtp-port.
 func TestGatewayListenersFollowConfiguration(t *testing.T) {
@@ -173,7 +173,7 @@ func TestGatewayListenersFollowConfiguration(t *testing.T) {
 	addr := func(p int) string { return "127.0.0.1:" + strconv.Itoa(p) }
 	settings := func(lines ...string) {
 		t.Helper()
-		g.configure(append(append([]string{"config mailsetting mail-server-settings"}, lines...), "end")...)
+		g.configure(append(append([]string{"config system mailserver"}, lines...), "end")...)
 	}
 	settings("set smtp-port "+strconv.Itoa(smtpPort), "set smtps-port "+strconv.Itoa(smtpsPort),
 		"set smtp-msa-port "+strconv.Itoa(msaPort))
@@ -190,21 +190,21 @@ func TestGatewayListenersFollowConfiguration(t *testing.T) {
 	tlsWorks()
 
 	// SMTPS off: its port refuses connections; the others stay.
-	settings("set smtps-status disable")
+	settings("set smtps-tls-status disable")
 	waitListener(t, addr(smtpsPort), false)
 	if out, err := smtpsHandshake(t, addr(smtpsPort)); err == nil {
-		t.Fatalf("SMTPS handshake with smtps-status disabled:\n%s", out)
+		t.Fatalf("SMTPS handshake with smtps-tls-status disabled:\n%s", out)
 	}
 	waitListener(t, addr(smtpPort), true)
 	// And on again.
-	settings("set smtps-status enable")
+	settings("set smtps-tls-status enable")
 	tlsWorks()
 
 	// Submission off and on.
-	settings("set smtp-msa-status disable")
+	settings("set smtp-msa disable")
 	waitListener(t, addr(msaPort), false)
 	waitListener(t, addr(smtpPort), true)
-	settings("set smtp-msa-status enable")
+	settings("set smtp-msa enable")
 	waitListener(t, addr(msaPort), true)
 
 	// smtp-port moves: the old port closes, the new one greets.

@@ -529,7 +529,7 @@ func TestFaultAbusiveClients(t *testing.T) {
 	if lim := fileLimit(pid); lim < int64(idle+500) {
 		t.Fatalf("the appliance may open %d files; the test needs %d", lim, idle+500)
 	}
-	g.configure("config mailsetting mail-server-settings", fmt.Sprintf("set max-connections %d", idle+50),
+	g.configure("config system mailserver", fmt.Sprintf("set smtp-max-connections %d", idle+50),
 		fmt.Sprintf("set max-connections-per-ip %d", idle), "set max-recipients 100", "end")
 	server := fmt.Sprintf("127.0.0.1:%d", g.smtp)
 	rss := sampleRSS(t, pid)
@@ -580,7 +580,7 @@ func TestFaultAbusiveClients(t *testing.T) {
 	}
 
 	// Abuse with short timeouts, while an honest client sends.
-	g.configure("config mailsetting mail-server-settings", "set command-timeout 5", "set data-timeout 5", "end")
+	g.configure("config system mailserver", "set command-timeout 5", "set data-timeout 5", "end")
 	abusers := []struct {
 		name string
 		run  func() error

@@ -13,7 +13,7 @@ var RelayRuleShapes = []struct {
 	// Any client, any recipient.
 	{"set action relay", true},
 	{"set action safe-relay", true},
-	{"set authenticated no\nset action relay", true},
+	{"set authenticated not-authenticated\nset action relay", true},
 	{"set sender-ip-mask 0.0.0.0/0\nset action relay", true},
 	{"set sender-ip-mask ::/0\nset action relay", true},
 	{"set sender-ip-mask 0.0.0.0/1\nset action relay", true},
@@ -45,8 +45,8 @@ var RelayRuleShapes = []struct {
 	{"set recipient-pattern-type regexp\nset recipient-pattern example\\\\.com$\nset action relay", true},
 
 	// Safe: authenticated clients only.
-	{"set authenticated yes\nset action relay", false},
-	{"set authenticated yes\nset action safe-relay", false},
+	{"set authenticated authenticated\nset action relay", false},
+	{"set authenticated authenticated\nset action safe-relay", false},
 	// Safe: a client network.
 	{"set sender-ip-mask 192.0.2.0/24\nset action relay", false},
 	{"set sender-ip-mask 192.0.2.10 255.255.255.255\nset action relay", false},

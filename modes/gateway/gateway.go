@@ -99,7 +99,7 @@ func Start(o Options) (*Mode, error) {
 		Dir:       o.DataDir,
 		Deliverer: m.dlv,
 		Schedule: func() queue.Schedule {
-			q := cfg().Mailsetting.Queue
+			q := cfg().System.Mailserver
 			return queue.Schedule{RetryInterval: time.Duration(q.RetryInterval) * time.Minute,
 				WarningAfter: time.Duration(q.WarningTime) * time.Hour, MaxAge: time.Duration(q.MaxTime) * time.Hour}
 		},
@@ -221,7 +221,7 @@ func roots(c *config.Config) *x509.CertPool {
 // MX and reverse DNS lookups, and the listeners (opened, moved or closed).
 func (m *Mode) Apply(c *config.Config) error {
 	dnsServers := m.dnsServers(c)
-	ms := &c.Mailsetting.MailServerSettings
+	ms := &c.System.Mailserver
 	want := map[smtpd.Kind]int{smtpd.SMTP: pick(m.opt.SMTPPort, ms.SMTPPort)}
 	if ms.SMTPSStatus {
 		want[smtpd.SMTPS] = pick(m.opt.SMTPSPort, ms.SMTPSPort)

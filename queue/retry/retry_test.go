@@ -12,7 +12,7 @@ func TestAttempts(t *testing.T) {
 		interval, maxAge time.Duration
 		want             []time.Duration
 	}{
-		// First retry after 5 minutes, then every interval, the last at max-time.
+		// First retry after 5 minutes, then every interval, the last at queue-timeout.
 		{30 * m, time.Hour, []time.Duration{0, 5 * m, 35 * m, 60 * m}},
 		{20 * m, time.Hour, []time.Duration{0, 5 * m, 25 * m, 45 * m, 60 * m}},
 		{1440 * m, time.Hour, []time.Duration{0, 5 * m, 60 * m}},
