@@ -23,7 +23,7 @@ func TestAbbreviations(t *testing.T) {
 	mustExec(t, e, "set op server")
 	mustExec(t, e, "set strong dis")
 	mustExec(t, e, "set ssl tls1_3 tls1_1")
-	mustExec(t, e, "set admin 60")
+	mustExec(t, e, "set admin-i 60")
 	if res := mustExec(t, e, "en"); res != config.Commit {
 		t.Fatalf("end: %v", res)
 	}

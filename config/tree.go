@@ -235,18 +235,20 @@ type AccessControl struct {
 
 // ReceiveRule is one `config policy access-control receive` entry.
 type ReceiveRule struct {
-	ID                   int    `cfg:"id,key"`
-	Status               bool   `cfg:"status" default:"enable" help:"Rule in use."`
-	SenderPatternType    string `cfg:"sender-pattern-type" enum:"default|regexp" default:"default" help:"Wildcards (* ?) or regular expression."`
-	SenderPattern        string `cfg:"sender-pattern" default:"*" help:"Envelope sender."`
-	RecipientPatternType string `cfg:"recipient-pattern-type" enum:"default|regexp" default:"default" help:"Wildcards (* ?) or regular expression."`
-	RecipientPattern     string `cfg:"recipient-pattern" default:"*" help:"Envelope recipient."`
-	SenderIPMask         string `cfg:"sender-ip-mask" type:"prefix" default:"0.0.0.0/0" help:"Client address and netmask."`
-	ReverseDNSPattern    string `cfg:"reverse-dns-pattern" default:"*" help:"Client reverse DNS name."`
-	Authenticated        string `cfg:"authenticated" enum:"any|authenticated|not-authenticated" default:"any" help:"Whether the client authenticated (SMTP AUTH)."`
-	TLSProfile           string `cfg:"tls-profile" type:"ref" ref:"profile tls" help:"TLS profile required of the session."`
-	Action               string `cfg:"action" enum:"relay|reject|discard|safe|safe-relay|receive" default:"reject" help:"What to do with matching mail."`
-	Comments             string `cfg:"comments" help:"Comments."`
+	ID                      int    `cfg:"id,key"`
+	Status                  bool   `cfg:"status" default:"enable" help:"Rule in use."`
+	SenderPatternType       string `cfg:"sender-pattern-type" enum:"default|regexp" default:"default" help:"Wildcards (* ?) or regular expression."`
+	SenderPattern           string `cfg:"sender-pattern" default:"*" help:"Envelope sender."`
+	RecipientPatternType    string `cfg:"recipient-pattern-type" enum:"default|regexp" default:"default" help:"Wildcards (* ?) or regular expression."`
+	RecipientPattern        string `cfg:"recipient-pattern" default:"*" help:"Envelope recipient."`
+	SenderIPType            string `cfg:"sender-ip-type" enum:"ip-mask" default:"ip-mask" help:"How the client is matched: ip-mask (FortiMail's ip-group and geoip-group are not supported)."`
+	SenderIPMask            string `cfg:"sender-ip-mask" type:"prefix" default:"0.0.0.0/0" help:"Client address and netmask."`
+	ReverseDNSPattern       string `cfg:"reverse-dns-pattern" default:"*" help:"Client reverse DNS name (wildcards * ?, or a regular expression)."`
+	ReverseDNSPatternRegexp string `cfg:"reverse-dns-pattern-regexp" enum:"yes|no" default:"no" help:"reverse-dns-pattern is a regular expression."`
+	Authenticated           string `cfg:"authenticated" enum:"any|authenticated|not-authenticated" default:"any" help:"Whether the client authenticated (SMTP AUTH)."`
+	TLSProfile              string `cfg:"tls-profile" type:"ref" ref:"profile tls" help:"TLS profile required of the session."`
+	Action                  string `cfg:"action" enum:"relay|reject|discard|safe|safe-relay|receive" default:"reject" help:"What to do with matching mail."`
+	Comments                string `cfg:"comments" help:"Comments."`
 }
 
 // DeliveryRule is one `config policy access-control delivery` entry.

@@ -30,7 +30,11 @@ func Validate(c *Config, env *Env) error {
 	})
 
 	for _, r := range c.Policy.AccessControl.Receive {
-		for _, p := range [][2]string{{r.SenderPatternType, r.SenderPattern}, {r.RecipientPatternType, r.RecipientPattern}} {
+		rdnsType := "default"
+		if r.ReverseDNSPatternRegexp == "yes" {
+			rdnsType = "regexp"
+		}
+		for _, p := range [][2]string{{r.SenderPatternType, r.SenderPattern}, {r.RecipientPatternType, r.RecipientPattern}, {rdnsType, r.ReverseDNSPattern}} {
 			if p[0] == "regexp" {
 				if _, err := regexp.Compile(p[1]); err != nil {
 					add("policy access-control receive %d: pattern %q is not a valid regular expression: %v", r.ID, p[1], err)

@@ -88,3 +88,33 @@ func TestOpenRelayCheckAgainstMatcher(t *testing.T) {
 		}
 	}
 }
+
+// reverse-dns-pattern-regexp yes reads reverse-dns-pattern as a regular
+// expression (case-insensitive); no keeps wildcards.
+func TestReverseDNSPatternRegexp(t *testing.T) {
+	c := cfgWith(t, domains+`
+config policy access-control receive
+  edit 1
+    set reverse-dns-pattern ^mx[0-9]+\\.partner\\.example$
+    set reverse-dns-pattern-regexp yes
+    set action reject
+  next
+  edit 2
+    set reverse-dns-pattern *.wild.example
+    set action reject
+  next
+end
+`)
+	for _, tc := range []struct {
+		rdns string
+		rule int
+	}{
+		{"mx12.partner.example", 1}, {"MX1.Partner.Example.", 1}, {"mxa.partner.example", 0}, {"mx1.partner.example.org", 0},
+		{"a.wild.example", 2}, {"", 0},
+	} {
+		d := Receive(c, Session{ClientIP: ip4, ReverseDNS: tc.rdns}, "a@elsewhere.test", "b@example.com")
+		if d.RuleID != tc.rule {
+			t.Errorf("reverse DNS %q: rule %d, want %d", tc.rdns, d.RuleID, tc.rule)
+		}
+	}
+}

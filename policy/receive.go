@@ -209,7 +209,7 @@ func matchAuth(want string, authenticated bool) bool {
 
 // matchClient matches the rule's sender-ip-mask and reverse-dns-pattern.
 func matchClient(r *config.ReceiveRule, ip netip.Addr, rdns string) bool {
-	return matchIPMask(r.SenderIPMask, ip) && matchReverseDNS(r.ReverseDNSPattern, rdns)
+	return matchIPMask(r.SenderIPMask, ip) && matchReverseDNS(r.ReverseDNSPattern, r.ReverseDNSPatternRegexp == "yes", rdns)
 }
 
 // matchIPMask reports whether ip lies in mask (a prefix as the configuration
@@ -249,15 +249,20 @@ func matchIPMask(mask string, ip netip.Addr) bool {
 	return p.Masked().Contains(ip)
 }
 
-// matchReverseDNS: "*" (or an empty pattern) matches any client, even one
-// without a reverse DNS name; any other pattern needs a known name.
-func matchReverseDNS(pattern, rdns string) bool {
-	if pattern == "" || pattern == "*" {
+// matchReverseDNS: "*" as a wildcard pattern (or an empty pattern)
+// matches any client, even one without a reverse DNS name; any other
+// pattern needs a known name. With reverse-dns-pattern-regexp yes the
+// pattern is a case-insensitive regular expression.
+func matchReverseDNS(pattern string, regexp bool, rdns string) bool {
+	if pattern == "" || (pattern == "*" && !regexp) {
 		return true
 	}
 	rdns = strings.TrimSuffix(rdns, ".")
 	if rdns == "" {
 		return false
+	}
+	if regexp {
+		return MatchPattern(pattern, "regexp", rdns)
 	}
 	return MatchWildcard(pattern, rdns)
 }
