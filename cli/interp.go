@@ -95,7 +95,17 @@ func (s *Session) commands() []string {
 // Run executes one input line.
 func (s *Session) Run(line string, con Console) error {
 	err := s.run(line, con)
-	if err != nil && !con.Interactive() && (s.editing() || s.skip > 0) {
+	if err == nil || con.Interactive() {
+		return err
+	}
+	if toks, _ := config.SplitLine(line); s.skip == 0 && len(toks) > 0 {
+		if w, _ := matchOne(toks[0].Text, blockWords); w == "config" {
+			// Its lines would land in the enclosing object.
+			s.skip = 1
+			fmt.Fprintln(con, "The lines up to this config's end are skipped.")
+		}
+	}
+	if s.editing() || s.skip > 0 {
 		s.failed++
 	}
 	return err
@@ -124,8 +134,10 @@ func (s *Session) skipLine(con Console, toks []config.Token) error {
 // drop discards a script's block in which commands failed.
 func (s *Session) drop(con Console) error {
 	fmt.Fprintf(con, "%d command(s) failed in this config block; nothing of the block was committed.\n", s.failed)
-	cur, _ := s.svc.Config()
-	s.ed.Reset(cur)
+	if s.ed != nil {
+		cur, _ := s.svc.Config()
+		s.ed.Reset(cur)
+	}
 	s.failed, s.skip = 0, 0
 	return ErrCommand
 }
@@ -194,13 +206,7 @@ func (s *Session) block(con Console, cmd string, toks []config.Token) error {
 	before := s.ed.Frames()
 	res, err := s.ed.Exec(toks)
 	if err != nil {
-		err = s.fail(con, err)
-		if cmd == "config" && !con.Interactive() {
-			// Its lines would land in the enclosing object.
-			s.skip = 1
-			fmt.Fprintln(con, "The lines up to this config's end are skipped.")
-		}
-		return err
+		return s.fail(con, err)
 	}
 	switch {
 	case res == config.Aborted:

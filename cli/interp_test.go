@@ -381,8 +381,8 @@ func TestReadOnlyAdmin(t *testing.T) {
 	svc := openService(t, t.TempDir())
 	s := NewSession(svc, "viewer", true)
 	con := &scriptConsole{}
-	out := run(t, s, con, "config system global")
-	if !strings.Contains(out, "permission denied") {
+	out := run(t, s, con, "config system global", "end")
+	if !strings.Contains(out, "permission denied") || !strings.Contains(out, "nothing of the block was committed") {
 		t.Fatalf("read-only admin could configure:\n%s", out)
 	}
 	out = run(t, s, con, "execute factoryreset")
@@ -538,6 +538,16 @@ func TestScriptBlockWithFailureIsDropped(t *testing.T) {
 	}
 	if c, _ := svc.Config(); c.Mailsetting.StartTLS.Fallback != "plain" || c.Mailsetting.StartTLS.HeloName != "" || len(c.Mailsetting.StartTLS.ExcludeHosts) != 0 {
 		t.Fatalf("starttls changed: %+v", c.Mailsetting.StartTLS)
+	}
+
+	// The same in a section that has no nested blocks at all.
+	out, failed = script(s, "config system mailserver", "config mail-queue", "edit default", "set smtp-port 1", "next", "end",
+		"set smtp-port 2", "end")
+	if !slices.Equal(failed, []string{"config mail-queue", "end"}) || !strings.Contains(out, dropped) {
+		t.Fatalf("failed %q:\n%s", failed, out)
+	}
+	if c, _ := svc.Config(); c.System.Mailserver.SMTPPort != 2525 {
+		t.Fatalf("smtp-port %d", c.System.Mailserver.SMTPPort)
 	}
 
 	// An outermost config that fails: its block is passed over to its end.
