@@ -121,3 +121,36 @@ func protectedDestination(rcpt string) bool {
 	d := strings.ToLower(strings.TrimSuffix(rcpt[at+1:], "."))
 	return d == "example.com" || d == "example.org"
 }
+
+// A backup of the first release (format 1 names, no format in its header)
+// restores over OpenSSH and shows in the current names.
+func TestOldBackupRestoresOverSSH(t *testing.T) {
+	a := startFresh(t)
+	backup, code := a.ssh(newPassword, "", "admin@127.0.0.1", "execute backup config")
+	if code != 0 || !strings.Contains(backup, ":format=2\n") {
+		t.Fatalf("backup: %d\n%s", code, backup)
+	}
+	// Turn it into what the first release wrote.
+	header, body, _ := strings.Cut(backup, "\n")
+	old := strings.TrimSuffix(header, ":format=2") + "\n" + body +
+		"config mailsetting mail-server-settings\n    set smtp-msa-status disable\nend\n" +
+		"config mailsetting queue\n    set retry-interval 7\nend\n" +
+		"config mailsetting relayserver\n    edit \"smart\"\n        set server \"relay.example.net\"\n        set port 587\n    next\nend\n" +
+		"config policy access-control receive\n    edit 1\n        set authenticated yes\n        set action relay\n    next\nend\n"
+	if out, code := a.ssh(newPassword, old, "admin@127.0.0.1"); code != 0 {
+		t.Fatalf("restore of an old backup: %d\n%s", code, out)
+	}
+	out, _ := a.ssh(newPassword, "", "admin@127.0.0.1", "show full-configuration")
+	for _, want := range []string{"config system mailserver\n", "    set smtp-msa disable\n", "    set queue-retry 7\n",
+		"config mailsetting relay-host-list\n", `        set host-name "relay.example.net"`, "        set host-port 587\n",
+		"        set authenticated authenticated\n"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("show full-configuration lacks %q", want)
+		}
+	}
+	for _, gone := range []string{"mail-server-settings", "relayserver", "retry-interval", "authenticated yes"} {
+		if strings.Contains(out, gone) {
+			t.Errorf("show full-configuration still has %q", gone)
+		}
+	}
+}
