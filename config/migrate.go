@@ -31,8 +31,13 @@ var v1Renames = []blockRename{
 	{from: "mailsetting relayserver", to: "mailsetting relay-host-list", attrs: map[string]string{
 		"server": "host-name", "port": "host-port", "smtps": "use-smtps",
 	}},
-	{from: "policy access-control receive", to: "policy access-control receive", values: map[string]map[string]string{
+	{from: "policy access-control receive", to: "policy access-control receive", attrs: map[string]string{
+		"comments": "comment",
+	}, values: map[string]map[string]string{
 		"authenticated": {"yes": "authenticated", "no": "not-authenticated"},
+	}},
+	{from: "policy access-control delivery", to: "policy access-control delivery", attrs: map[string]string{
+		"destination-ip-mask": "destination", "comments": "comment",
 	}},
 }
 

@@ -54,6 +54,14 @@ config policy access-control receive
     edit 3
         set authenticated any
         set action reject
+        set comments "last"
+    next
+end
+config policy access-control delivery
+    edit 1
+        set recipient-pattern "*@partner.example"
+        set destination-ip-mask 203.0.113.0/24
+        set comments "partner"
     next
 end
 `
@@ -101,6 +109,14 @@ config policy access-control receive
     edit 3
         set authenticated any
         set action reject
+        set comment "last"
+    next
+end
+config policy access-control delivery
+    edit 1
+        set recipient-pattern "*@partner.example"
+        set destination 203.0.113.0/24
+        set comment "partner"
     next
 end
 `

@@ -154,7 +154,7 @@ config policy access-control receive
         set authenticated authenticated
         set tls-profile strict
         set action relay
-        set comments "rule 'one'"
+        set comment "rule 'one'"
     next
     edit 2
         set recipient-pattern-type regexp
@@ -172,9 +172,9 @@ config policy access-control delivery
         set status disable
         set sender-pattern "*@example.com"
         set recipient-pattern "*@partner.example"
-        set destination-ip-mask 203.0.113.0/24
+        set destination 203.0.113.0/24
         set tls-profile opportunistic
-        set comments "to partner"
+        set comment "to partner"
     next
 end
 `

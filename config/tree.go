@@ -248,16 +248,19 @@ type ReceiveRule struct {
 	Authenticated           string `cfg:"authenticated" enum:"any|authenticated|not-authenticated" default:"any" help:"Whether the client authenticated (SMTP AUTH)."`
 	TLSProfile              string `cfg:"tls-profile" type:"ref" ref:"profile tls" help:"TLS profile required of the session."`
 	Action                  string `cfg:"action" enum:"relay|reject|discard|safe|safe-relay|receive" default:"reject" help:"What to do with matching mail."`
-	Comments                string `cfg:"comments" help:"Comments."`
+	Comments                string `cfg:"comment" help:"Comment."`
 }
 
 // DeliveryRule is one `config policy access-control delivery` entry.
 type DeliveryRule struct {
-	ID                int    `cfg:"id,key"`
-	Status            bool   `cfg:"status" default:"enable" help:"Rule in use."`
-	SenderPattern     string `cfg:"sender-pattern" default:"*" help:"Envelope sender (wildcards)."`
-	RecipientPattern  string `cfg:"recipient-pattern" default:"*" help:"Envelope recipient (wildcards)."`
-	DestinationIPMask string `cfg:"destination-ip-mask" type:"prefix" default:"0.0.0.0/0" help:"Destination address and netmask."`
-	TLSProfile        string `cfg:"tls-profile" type:"ref" ref:"profile tls" help:"TLS profile for the delivery."`
-	Comments          string `cfg:"comments" help:"Comments."`
+	ID                   int    `cfg:"id,key"`
+	Status               bool   `cfg:"status" default:"enable" help:"Rule in use."`
+	SenderPatternType    string `cfg:"sender-pattern-type" enum:"default|regexp" default:"default" help:"Wildcards (* ?) or regular expression."`
+	SenderPattern        string `cfg:"sender-pattern" default:"*" help:"Envelope sender."`
+	RecipientPatternType string `cfg:"recipient-pattern-type" enum:"default|regexp" default:"default" help:"Wildcards (* ?) or regular expression."`
+	RecipientPattern     string `cfg:"recipient-pattern" default:"*" help:"Envelope recipient."`
+	DestinationIPType    string `cfg:"destination-ip-type" enum:"ip-mask" default:"ip-mask" help:"How the destination is matched: ip-mask (FortiMail's ip-group is not supported)."`
+	DestinationIPMask    string `cfg:"destination" type:"prefix" default:"0.0.0.0/0" help:"Address and netmask of the server the mail is delivered to."`
+	TLSProfile           string `cfg:"tls-profile" type:"ref" ref:"profile tls" help:"TLS profile for the delivery."`
+	Comments             string `cfg:"comment" help:"Comment."`
 }

@@ -43,6 +43,16 @@ func Validate(c *Config, env *Env) error {
 		}
 	}
 
+	for _, r := range c.Policy.AccessControl.Delivery {
+		for _, p := range [][2]string{{r.SenderPatternType, r.SenderPattern}, {r.RecipientPatternType, r.RecipientPattern}} {
+			if p[0] == "regexp" {
+				if _, err := regexp.Compile(p[1]); err != nil {
+					add("policy access-control delivery %d: pattern %q is not a valid regular expression: %v", r.ID, p[1], err)
+				}
+			}
+		}
+	}
+
 	errs = append(errs, OpenRelayRules(c)...)
 
 	g := &c.System.Global

@@ -78,12 +78,15 @@ func PinnedVersions(c *config.Config, domain, host string) (min, max uint16, ok 
 // matches or the matching rule names no (existing) profile: delivery is
 // then opportunistic; ruleID is 0 when no rule matched.
 //
-// An empty pattern counts as "*", and a destination-ip-mask of 0.0.0.0/0
+// Patterns are wildcards or, with their -type regexp, regular
+// expressions (MatchPattern). An empty pattern counts as "*", and a
+// destination of 0.0.0.0/0
 // or ::/0 (or empty) matches any address, IPv4 or IPv6.
 func DeliveryProfile(c *config.Config, from, rcpt string, dest netip.Addr) (p *config.TLSProfile, ruleID int) {
 	for i := range c.Policy.AccessControl.Delivery {
 		r := &c.Policy.AccessControl.Delivery[i]
-		if !r.Status || !matchOrAny(r.SenderPattern, from) || !matchOrAny(r.RecipientPattern, rcpt) || !destMatches(r.DestinationIPMask, dest) {
+		if !r.Status || !matchOrAny(r.SenderPattern, r.SenderPatternType, from) || !matchOrAny(r.RecipientPattern, r.RecipientPatternType, rcpt) ||
+			!destMatches(r.DestinationIPMask, dest) {
 			continue
 		}
 		return outboundProfile(c, r.TLSProfile), r.ID
@@ -105,8 +108,8 @@ func outboundProfile(c *config.Config, name string) *config.TLSProfile {
 	return nil
 }
 
-func matchOrAny(pattern, s string) bool {
-	return pattern == "" || MatchWildcard(pattern, s)
+func matchOrAny(pattern, typ, s string) bool {
+	return pattern == "" || MatchPattern(pattern, typ, s)
 }
 
 func destMatches(mask string, dest netip.Addr) bool {

@@ -139,3 +139,40 @@ func TestDeliveryProfile(t *testing.T) {
 		}
 	}
 }
+
+// Delivery rules take regular expressions with their -type regexp, as
+// receive rules do.
+func TestDeliveryRulePatternTypes(t *testing.T) {
+	c := cfgWith(t, `
+config profile tls
+  edit enc
+    set level encrypt
+  next
+end
+config policy access-control delivery
+  edit 1
+    set recipient-pattern-type regexp
+    set recipient-pattern @(a|b)\\.partner\\.example$
+    set tls-profile enc
+  next
+  edit 2
+    set sender-pattern-type regexp
+    set sender-pattern ^ceo@
+    set tls-profile enc
+  next
+end
+`)
+	dest := netip.MustParseAddr("198.51.100.7")
+	for _, tc := range []struct {
+		from, rcpt string
+		rule       int
+	}{
+		{"x@corp.example", "u@a.partner.example", 1}, {"x@corp.example", "u@B.Partner.Example", 1},
+		{"x@corp.example", "u@c.partner.example", 0}, {"ceo@corp.example", "u@elsewhere.example", 2},
+		{"the-ceo@corp.example", "u@elsewhere.example", 0},
+	} {
+		if _, id := DeliveryProfile(c, tc.from, tc.rcpt, dest); id != tc.rule {
+			t.Errorf("%s -> %s: rule %d, want %d", tc.from, tc.rcpt, id, tc.rule)
+		}
+	}
+}

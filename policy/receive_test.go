@@ -117,7 +117,7 @@ config policy access-control receive
   edit 1
     set status disable
     set action relay
-    set comments "disabled open relay: must never apply"
+    set comment "disabled open relay: must never apply"
   next
   edit 2
     set sender-pattern "*@spam.example"
