@@ -214,11 +214,14 @@ type TLSProfile struct {
 	Action                  string `cfg:"action" enum:"fail|tempfail" default:"tempfail" help:"Reply when the requirement is not met."`
 	CheckEncryptionStrength bool   `cfg:"check-encryption-strength" default:"disable" help:"Require a minimum cipher strength."`
 	EncryptionStrength      int    `cfg:"encryption-strength" range:"40-256" default:"128" help:"Minimum cipher key bits."`
-	MinSSLVersion           string `cfg:"min-ssl-version" enum:"tls1_0|tls1_1|tls1_2|tls1_3" default:"tls1_2" help:"Lowest TLS version accepted."`
+	CheckSSLVersion         bool   `cfg:"check-ssl-version" default:"enable" help:"Require at least min-ssl-version."`
+	MinSSLVersion           string `cfg:"min-ssl-version" enum:"tls1_0|tls1_1|tls1_2|tls1_3" default:"tls1_2" help:"Lowest TLS version accepted (with check-ssl-version)."`
 	CheckCAName             bool   `cfg:"check-ca-name" default:"disable" help:"Require the peer certificate's issuer to match ca-name (secure level)."`
-	CAName                  string `cfg:"ca-name" help:"Issuer pattern."`
+	CheckCAType             string `cfg:"check-ca-type" enum:"match|substring|wildcard" default:"wildcard" help:"How ca-name is compared: the whole name, a part of it, or wildcards (* ?); case-insensitive."`
+	CAName                  string `cfg:"ca-name" help:"Issuer: a distinguished name (/CN=ca.example.com/O=Example or CN=ca.example.com,O=Example) or a common name."`
 	CheckCertSubject        bool   `cfg:"check-cert-subject" default:"disable" help:"Require the peer certificate's subject to match cert-subject (secure level)."`
-	CertSubject             string `cfg:"cert-subject" help:"Subject pattern."`
+	CheckCertType           string `cfg:"check-cert-type" enum:"match|substring|wildcard" default:"wildcard" help:"How cert-subject is compared: the whole name, a part of it, or wildcards (* ?); case-insensitive."`
+	CertSubject             string `cfg:"cert-subject" help:"Subject: a distinguished name (/CN=mx.example.com/O=Example or CN=mx.example.com,O=Example) or a common name."`
 	Comments                string `cfg:"comments" help:"Comments."`
 }
 

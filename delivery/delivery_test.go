@@ -790,7 +790,7 @@ func TestSMTPSHandshakeFailure(t *testing.T) {
 			cfg.Domain = []config.Domain{{Name: "smtps.test", RelayType: "host", SMTPServer: "127.0.0.1", SMTPPort: port, SMTPS: true}}
 			cfg.Mailsetting.StartTLS.Fallback = c.fallback
 			if c.level != "" {
-				cfg.Profile.TLS = []config.TLSProfile{{Name: "p", Level: c.level, Action: c.action, MinSSLVersion: "tls1_2"}}
+				cfg.Profile.TLS = []config.TLSProfile{{Name: "p", Level: c.level, Action: c.action, CheckSSLVersion: true, MinSSLVersion: "tls1_2"}}
 				cfg.Policy.AccessControl.Delivery = []config.DeliveryRule{{ID: 1, Status: true, SenderPattern: "*",
 					RecipientPattern: "*", DestinationIPMask: "0.0.0.0/0", TLSProfile: "p"}}
 			}

@@ -39,7 +39,7 @@ func TestTLSMatrix(t *testing.T) {
 		roots   *x509.CertPool
 	}
 	prof := func(lvl string, mod func(p *config.TLSProfile)) *config.TLSProfile {
-		p := &config.TLSProfile{Name: "p", Level: lvl, Action: "tempfail", MinSSLVersion: "tls1_2", EncryptionStrength: 128}
+		p := &config.TLSProfile{Name: "p", Level: lvl, Action: "tempfail", CheckSSLVersion: true, MinSSLVersion: "tls1_2", EncryptionStrength: 128}
 		if mod != nil {
 			mod(p)
 		}

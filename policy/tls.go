@@ -2,7 +2,9 @@ package policy
 
 import (
 	"crypto/tls"
+	"crypto/x509/pkix"
 	"fmt"
+	"strings"
 
 	"mailgate/config"
 )
@@ -74,7 +76,7 @@ func CheckTLS(p *config.TLSProfile, t *TLSInfo) *TLSFailure {
 	if t == nil {
 		return fail("TLS required")
 	}
-	if min := Versions[p.MinSSLVersion]; t.Version < min {
+	if min := Versions[p.MinSSLVersion]; p.CheckSSLVersion && t.Version < min {
 		return fail("TLS version %s is below %s", tls.VersionName(t.Version), tls.VersionName(min))
 	}
 	if p.CheckEncryptionStrength && t.Bits < p.EncryptionStrength {
@@ -87,13 +89,65 @@ func CheckTLS(p *config.TLSProfile, t *TLSInfo) *TLSFailure {
 		return fail("certificate not verified")
 	}
 	leaf := t.PeerCerts[0]
-	if p.CheckCAName && !MatchWildcard(p.CAName, leaf.Issuer.String()) && !MatchWildcard(p.CAName, leaf.Issuer.CommonName) {
+	if p.CheckCAName && !MatchName(p.CAName, p.CheckCAType, leaf.Issuer) {
 		return fail("certificate issuer %q does not match", leaf.Issuer.CommonName)
 	}
-	if p.CheckCertSubject && !MatchWildcard(p.CertSubject, leaf.Subject.String()) && !MatchWildcard(p.CertSubject, leaf.Subject.CommonName) {
+	if p.CheckCertSubject && !MatchName(p.CertSubject, p.CheckCertType, leaf.Subject) {
 		return fail("certificate subject %q does not match", leaf.Subject.CommonName)
 	}
 	return nil
+}
+
+// MatchName compares a TLS profile's ca-name or cert-subject with a
+// certificate name, as check-ca-type / check-cert-type say: match (the
+// whole name), substring (a part of it) or wildcard (* and ?), each
+// case-insensitive. The name is tried in three spellings: the
+// distinguished name as OpenSSL prints it in one line
+// (/C=DE/O=Example/CN=mx.example.com, FortiMail's form), as RFC 4514 does
+// (CN=mx.example.com,O=Example,C=DE), and the common name alone.
+func MatchName(pattern, typ string, name pkix.Name) bool {
+	for _, s := range []string{slashDN(name), name.String(), name.CommonName} {
+		if s == "" {
+			continue
+		}
+		switch typ {
+		case "match":
+			if strings.EqualFold(pattern, s) {
+				return true
+			}
+		case "substring":
+			if strings.Contains(strings.ToLower(s), strings.ToLower(pattern)) {
+				return true
+			}
+		default:
+			if MatchWildcard(pattern, s) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// slashDN is a name in OpenSSL's one-line form, its attributes in the
+// order of the certificate: /C=DE/O=Example/CN=mx.example.com.
+func slashDN(name pkix.Name) string {
+	var b strings.Builder
+	for _, rdn := range name.ToRDNSequence() {
+		for _, atv := range rdn {
+			key, ok := dnKeys[atv.Type.String()]
+			if !ok {
+				key = atv.Type.String()
+			}
+			fmt.Fprintf(&b, "/%s=%v", key, atv.Value)
+		}
+	}
+	return b.String()
+}
+
+// dnKeys are the short names of the usual distinguished name attributes.
+var dnKeys = map[string]string{
+	"2.5.4.6": "C", "2.5.4.8": "ST", "2.5.4.7": "L", "2.5.4.10": "O", "2.5.4.11": "OU", "2.5.4.3": "CN",
+	"2.5.4.5": "serialNumber", "1.2.840.113549.1.9.1": "emailAddress", "0.9.2342.19200300.100.1.25": "DC",
 }
 
 // CipherBits is the symmetric key size of a cipher suite.

@@ -30,7 +30,7 @@ func TestMatchWildcard(t *testing.T) {
 
 func TestCheckTLS(t *testing.T) {
 	prof := func(level, action string) *config.TLSProfile {
-		return &config.TLSProfile{Name: "p", Level: level, Action: action, MinSSLVersion: "tls1_2", EncryptionStrength: 128}
+		return &config.TLSProfile{Name: "p", Level: level, Action: action, CheckSSLVersion: true, MinSSLVersion: "tls1_2", EncryptionStrength: 128}
 	}
 	tls13 := &TLSInfo{Version: tls.VersionTLS13, CipherSuite: tls.TLS_AES_128_GCM_SHA256, Bits: 128}
 	if CheckTLS(prof("preferred", "tempfail"), nil) != nil || CheckTLS(prof("none", "fail"), nil) != nil || CheckTLS(nil, nil) != nil {
@@ -50,6 +50,10 @@ func TestCheckTLS(t *testing.T) {
 	p.MinSSLVersion = "tls1_3"
 	if CheckTLS(p, &TLSInfo{Version: tls.VersionTLS12, Bits: 256}) == nil {
 		t.Fatal("min-ssl-version not enforced")
+	}
+	p.CheckSSLVersion = false
+	if CheckTLS(p, &TLSInfo{Version: tls.VersionTLS12, Bits: 256}) != nil {
+		t.Fatal("min-ssl-version enforced with check-ssl-version disable")
 	}
 	p = prof("encrypt", "fail")
 	p.CheckEncryptionStrength, p.EncryptionStrength = true, 256
@@ -88,5 +92,48 @@ func TestCheckTLS(t *testing.T) {
 	}
 	if CipherBits(tls.TLS_AES_256_GCM_SHA384) != 256 || CipherBits(tls.TLS_CHACHA20_POLY1305_SHA256) != 256 {
 		t.Fatal("CipherBits")
+	}
+}
+
+// check-ca-type and check-cert-type: match, substring and wildcard,
+// against the one-line (FortiMail's /CN=…/O=…), RFC 4514 and common name
+// spellings of a name.
+func TestMatchName(t *testing.T) {
+	name := pkix.Name{Country: []string{"DE"}, Organization: []string{"Example Partner"}, CommonName: "Partner CA 2"}
+	if got := slashDN(name); got != "/C=DE/O=Example Partner/CN=Partner CA 2" {
+		t.Fatalf("slashDN: %q", got)
+	}
+	for _, tc := range []struct {
+		pattern, typ string
+		want         bool
+	}{
+		{"/C=DE/O=Example Partner/CN=Partner CA 2", "match", true},
+		{"/c=de/o=example partner/cn=partner ca 2", "match", true},
+		{"CN=Partner CA 2,O=Example Partner,C=DE", "match", true},
+		{"Partner CA 2", "match", true},
+		{"Partner CA", "match", false},
+		{"/O=Example Partner/", "substring", true},
+		{"partner ca", "substring", true},
+		{"Other", "substring", false},
+		{"/C=DE/O=Example*", "wildcard", true},
+		{"Partner CA ?", "wildcard", true},
+		{"Partner CA", "wildcard", false},
+		{"/C=FR/*", "wildcard", false},
+	} {
+		if got := MatchName(tc.pattern, tc.typ, name); got != tc.want {
+			t.Errorf("MatchName(%q, %s) = %v", tc.pattern, tc.typ, got)
+		}
+	}
+	// Through a secure profile.
+	leaf := &x509.Certificate{Subject: pkix.Name{CommonName: "mx.partner.example"}, Issuer: name}
+	p := &config.TLSProfile{Level: "secure", Action: "fail", CheckCAName: true, CheckCAType: "match", CAName: "/C=DE/O=Example Partner/CN=Partner CA 2",
+		CheckCertSubject: true, CheckCertType: "substring", CertSubject: "partner.example"}
+	info := &TLSInfo{Version: tls.VersionTLS13, Bits: 256, PeerCerts: []*x509.Certificate{leaf}, Verified: true}
+	if f := CheckTLS(p, info); f != nil {
+		t.Fatalf("matching names refused: %+v", f)
+	}
+	p.CAName = "/C=DE/O=Example Partner"
+	if CheckTLS(p, info) == nil {
+		t.Fatal("check-ca-type match accepted a part of the name")
 	}
 }
