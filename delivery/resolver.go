@@ -18,7 +18,9 @@ import (
 // Resolver looks up MX, address and PTR records with its own DNS client
 // (github.com/miekg/dns), so that the servers are those of the appliance
 // configuration rather than the machine's. Answers are cached for their
-// TTL (at most an hour; negative answers at most five minutes).
+// TTL (at most an hour; negative answers at most five minutes), and
+// positive ones for at least the minimum SetCache sets; SetCache also
+// turns the cache off.
 //
 // Errors are *net.DNSError: IsNotFound for NXDOMAIN (and, for LookupHost
 // and LookupAddr, for names without records of the asked types),
@@ -30,6 +32,8 @@ type Resolver struct {
 	mu      sync.Mutex
 	servers []string
 	cache   map[cacheKey]cacheEntry
+	noCache bool
+	minTTL  time.Duration
 	// resolvConf is the file the servers come from when none are set
 	// (see SetResolvConf); fromFile says they do now, read when the file
 	// had modification time fileTime, last looked at at checked.
@@ -137,6 +141,18 @@ func (r *Resolver) SetServers(servers []string) {
 	r.cache = map[cacheKey]cacheEntry{}
 }
 
+// SetCache turns the answer cache on or off (off empties it) and sets
+// the least time a positive answer is kept, whatever its TTL (`config
+// system dns` cache and cache-min-ttl); 0 keeps answers for their TTL.
+func (r *Resolver) SetCache(on bool, minTTL time.Duration) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if !on {
+		clear(r.cache)
+	}
+	r.noCache, r.minTTL = !on, max(minTTL, 0)
+}
+
 // ResolvConfServers returns the name servers (host:port) of a resolv.conf
 // file; none when it cannot be read.
 func ResolvConfServers(path string) []string {
@@ -171,7 +187,7 @@ func (r *Resolver) query(ctx context.Context, name string, qtype uint16) (*dns.M
 	r.mu.Lock()
 	r.followResolvConf()
 	servers := r.servers
-	if e, ok := r.cache[key]; ok {
+	if e, ok := r.cache[key]; ok && !r.noCache {
 		if now.Before(e.expires) {
 			r.mu.Unlock()
 			return e.msg, nil
@@ -243,12 +259,15 @@ func (r *Resolver) store(key cacheKey, m *dns.Msg, now time.Time) {
 		}
 		ttl = min(ttl, maxNegativeTTL)
 	}
-	ttl = min(ttl, maxTTL)
-	if ttl <= 0 {
-		return
-	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if len(m.Answer) > 0 {
+		ttl = max(ttl, r.minTTL)
+	}
+	ttl = min(ttl, max(maxTTL, r.minTTL))
+	if ttl <= 0 || r.noCache {
+		return
+	}
 	if len(r.cache) >= maxCacheEntries {
 		for k, e := range r.cache {
 			if now.After(e.expires) || len(r.cache) >= maxCacheEntries {

@@ -100,3 +100,42 @@ func TestResolverCacheAndTimeout(t *testing.T) {
 		t.Errorf("timeout: %#v after %v", err, time.Since(start))
 	}
 }
+
+// cache-min-ttl keeps positive answers at least that long, whatever their
+// TTL; negative answers keep their own (short) time; with the cache off
+// every lookup asks the server.
+func TestResolverCacheSettings(t *testing.T) {
+	s := dnstest.Start(t)
+	s.SetTTL(0)
+	s.AddA("zero.test", "127.0.0.2")
+	s.AddAAAA("zero.test", "::2")
+	r := NewResolver([]string{s.Addr()})
+	ctx := context.Background()
+	r.SetCache(true, 300*time.Second)
+	r.LookupHost(ctx, "zero.test")
+	n := s.Queries()
+	if addrs, err := r.LookupHost(ctx, "zero.test"); err != nil || len(addrs) != 2 || s.Queries() != n {
+		t.Errorf("TTL 0 answer not kept for cache-min-ttl: %v %v (%d -> %d queries)", addrs, err, n, s.Queries())
+	}
+	r.LookupHost(ctx, "missing.test")
+	n = s.Queries()
+	r.LookupHost(ctx, "missing.test")
+	if s.Queries() == n {
+		t.Error("a negative answer without SOA time was kept for cache-min-ttl")
+	}
+
+	r.SetCache(false, 300*time.Second)
+	n = s.Queries()
+	r.LookupHost(ctx, "zero.test")
+	r.LookupHost(ctx, "zero.test")
+	if s.Queries() != n+4 {
+		t.Errorf("cache off: %d queries for two lookups of A and AAAA", s.Queries()-n)
+	}
+	r.SetCache(true, 0)
+	r.LookupHost(ctx, "zero.test")
+	n = s.Queries()
+	r.LookupHost(ctx, "zero.test")
+	if s.Queries() == n {
+		t.Error("cache-min-ttl 0: a TTL 0 answer was cached")
+	}
+}

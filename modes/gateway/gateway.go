@@ -84,6 +84,7 @@ func Start(o Options) (*Mode, error) {
 	if o.ResolvConf != "" {
 		resolver.SetResolvConf(o.ResolvConf)
 	}
+	setCache(resolver, cfg())
 	m.resolver = resolver
 	m.dlv = delivery.New(delivery.Options{
 		Config:   cfg,
@@ -183,6 +184,11 @@ func forwardConfirmed(ctx context.Context, r *delivery.Resolver, ip netip.Addr) 
 	return "", nil
 }
 
+// setCache applies `config system dns` cache and cache-min-ttl.
+func setCache(r *delivery.Resolver, c *config.Config) {
+	r.SetCache(c.System.DNS.Cache, time.Duration(c.System.DNS.CacheMinTTL)*time.Second)
+}
+
 // dnsServers returns the name servers for c: the override of this run,
 // else `system dns`; none means resolv.conf's, which the resolver follows.
 func (m *Mode) dnsServers(c *config.Config) []string {
@@ -234,6 +240,7 @@ func (m *Mode) Apply(c *config.Config) error {
 	if m.closed {
 		return errors.New("gateway mode is stopped")
 	}
+	setCache(m.resolver, c)
 	if !slices.Equal(dnsServers, m.dns) {
 		m.dns = dnsServers
 		m.resolver.SetServers(dnsServers)
