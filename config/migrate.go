@@ -80,6 +80,9 @@ func Migrate(text string, from int) string {
 	var (
 		out   strings.Builder
 		stack []frame
+		// Format 1 used every relay server it had; format 2 only with
+		// relay-server-status enable.
+		relays bool
 	)
 	physical := strings.SplitAfter(text, "\n")
 	for i := 0; i < len(physical); i++ {
@@ -119,6 +122,10 @@ func Migrate(text string, from int) string {
 				}
 			}
 			stack = append(stack, f)
+		case "edit":
+			if len(stack) == 1 && stack[0].path == "mailsetting relayserver" {
+				relays = true
+			}
 		case "end":
 			if len(stack) > 0 {
 				stack = stack[:len(stack)-1]
@@ -145,6 +152,12 @@ func Migrate(text string, from int) string {
 			}
 		}
 		out.WriteString(raw)
+	}
+	if relays {
+		if !strings.HasSuffix(out.String(), "\n") {
+			out.WriteByte('\n')
+		}
+		out.WriteString("config system mailserver\n    set relay-server-status enable\nend\n")
 	}
 	return out.String()
 }

@@ -79,6 +79,7 @@ config system mailserver
     set queue-retry 20
     set queue-warning 6
     set queue-timeout 48
+    set relay-server-status enable
 end
 config mailsetting relay-host-list
     edit "smart"

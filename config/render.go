@@ -20,6 +20,10 @@ func Render(c *Config, full bool) string {
 func RenderAt(c *Config, frames []Frame, full bool) string {
 	r := &renderer{full: full, focus: frames}
 	r.children(reflect.ValueOf(c).Elem(), Root(), 0, 0)
+	if len(frames) == 0 {
+		r.late = true
+		r.children(reflect.ValueOf(c).Elem(), Root(), 0, 0)
+	}
 	return r.b.String()
 }
 
@@ -42,6 +46,7 @@ type renderer struct {
 	b     strings.Builder
 	full  bool
 	focus []Frame
+	late  bool // the pass over the Late top-level blocks
 }
 
 func (r *renderer) line(indent int, s string) {
@@ -64,6 +69,9 @@ func (r *renderer) children(v reflect.Value, n *Node, indent, depth int) {
 	f := r.focusAt(depth)
 	for _, c := range n.Children {
 		if f != nil && !isAncestorOrSelf(c, f.Node) {
+			continue
+		}
+		if f == nil && indent == 0 && c.Kind != Group && c.Late != r.late {
 			continue
 		}
 		cv := v.Field(c.field[0])

@@ -29,8 +29,11 @@ type Node struct {
 	Attrs    []*Attr // attributes of a section or of a table's entries
 	Key      *Attr   // table key
 	IntKey   bool    // entries are numbered (rules)
-	field    []int
-	elem     reflect.Type // section struct, or table entry struct
+	// Late sections render after every other top-level block: they name
+	// entries of tables that come later in the tree (cfg:"name,late").
+	Late  bool
+	field []int
+	elem  reflect.Type // section struct, or table entry struct
 }
 
 // AttrType is the value syntax of an attribute.
@@ -102,6 +105,7 @@ func childNode(n *Node, f reflect.StructField, i int) *Node {
 	name, opt, _ := strings.Cut(f.Tag.Get("cfg"), ",")
 	c := &Node{Name: name, Help: f.Tag.Get("help"), Parent: n, field: []int{i}}
 	c.Path = strings.TrimSpace(n.Path + " " + name)
+	c.Late = opt == "late"
 	switch {
 	case f.Type.Kind() == reflect.Struct && opt == "group":
 		c.Kind, c.elem = Group, f.Type

@@ -37,7 +37,7 @@ type System struct {
 	DNS         DNS          `cfg:"dns" help:"DNS resolvers."`
 	Interface   []Interface  `cfg:"interface" help:"Network interfaces."`
 	Route       []Route      `cfg:"route" help:"Static routes."`
-	Mailserver  Mailserver   `cfg:"mailserver" help:"Mail service ports, limits and the deferred queue."`
+	Mailserver  Mailserver   `cfg:"mailserver,late" help:"Mail service ports, limits and the deferred queue."`
 }
 
 // Global is `config system global`.
@@ -122,7 +122,9 @@ type Mailsetting struct {
 }
 
 // Mailserver is `config system mailserver`: the mail services and the
-// deferred queue (FortiMail lists queue-retry, queue-warning and
+// deferred queue. It is rendered last (late): relay-server-name names an
+// entry of mailsetting relay-host-list, and a text replayed block by
+// block must define that first. (FortiMail lists queue-retry, queue-warning and
 // queue-timeout both here and in its nested config mail-queue).
 type Mailserver struct {
 	SMTPPort          int      `cfg:"smtp-port" range:"1-65535" default:"25" help:"SMTP port."`
@@ -146,6 +148,8 @@ type Mailserver struct {
 	CommandTimeout    int      `cfg:"command-timeout" range:"5-3600" default:"300" help:"Seconds to wait for an SMTP command."`
 	DataTimeout       int      `cfg:"data-timeout" range:"5-3600" default:"600" help:"Seconds to wait for message data."`
 	MaxLineLength     int      `cfg:"max-line-length" range:"1000-65536" default:"2000" help:"Longest SMTP line accepted, in bytes."`
+	RelayServerStatus bool     `cfg:"relay-server-status" default:"disable" help:"Send outgoing mail (to domains that are not protected) through the relay of mailsetting relay-host-list."`
+	RelayServerName   string   `cfg:"relay-server-name" type:"ref" ref:"mailsetting relay-host-list" help:"The relay-host-list entry to use (empty: every entry, in order, each the fallback of the one before)."`
 	RetryInterval     int      `cfg:"queue-retry" range:"1-1440" default:"15" help:"Minutes between delivery attempts of a deferred message."`
 	WarningTime       int      `cfg:"queue-warning" range:"0-240" default:"4" help:"Hours before a delay notification (0: none)."`
 	MaxTime           int      `cfg:"queue-timeout" range:"1-720" default:"120" help:"Hours a message may stay queued before it bounces."`
@@ -154,10 +158,13 @@ type Mailserver struct {
 // RelayServer is one relay host (smarthost).
 type RelayServer struct {
 	Name         string `cfg:"name,key" check:"objname"`
-	Server       string `cfg:"host-name" check:"host" help:"Relay host name or address."`
+	RelayType    string `cfg:"relay-type" enum:"host|mx-lookup" default:"host" help:"The relay is host-name, or the mail exchangers of mx-lookup-domain-name (FortiMail's ip-group is not supported)."`
+	Server       string `cfg:"host-name" check:"host" help:"Relay host name or address (relay-type host)."`
 	Port         int    `cfg:"host-port" range:"1-65535" default:"25" help:"Relay port."`
+	MXDomain     string `cfg:"mx-lookup-domain-name" check:"domain" help:"Domain whose MX hosts are the relay (relay-type mx-lookup)."`
 	SMTPS        bool   `cfg:"use-smtps" default:"disable" help:"Implicit TLS to the relay."`
 	AuthStatus   bool   `cfg:"auth-status" default:"disable" help:"Authenticate to the relay."`
+	AuthType     string `cfg:"auth-type" enum:"auto|plain|login|cram-md5" default:"auto" help:"SASL mechanism: auto (PLAIN, else LOGIN, else CRAM-MD5, as offered), or only the one named (FortiMail's digest-md5 and ntlm are not supported)."`
 	AuthUsername string `cfg:"auth-username" help:"User name for relay authentication."`
 	AuthPassword string `cfg:"auth-password" type:"secret" help:"Password for relay authentication (stored encrypted)."`
 }

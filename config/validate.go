@@ -108,9 +108,15 @@ func Validate(c *Config, env *Env) error {
 		}
 	}
 	for _, r := range c.Mailsetting.RelayServer {
-		if r.Server == "" {
+		switch {
+		case r.RelayType == "mx-lookup" && r.MXDomain == "":
+			add("mailsetting relay-host-list %q: relay-type mx-lookup needs mx-lookup-domain-name", r.Name)
+		case r.RelayType != "mx-lookup" && r.Server == "":
 			add("mailsetting relay-host-list %q: host-name must be set", r.Name)
 		}
+	}
+	if c.System.Mailserver.RelayServerStatus && len(c.Mailsetting.RelayServer) == 0 {
+		add("system mailserver: relay-server-status enable needs an entry in mailsetting relay-host-list")
 	}
 	q := &c.System.Mailserver
 	if q.WarningTime >= q.MaxTime && q.WarningTime != 0 {

@@ -48,6 +48,7 @@ func benchDeliver(b *testing.B, useTLS bool) {
 	host, portStr, _ := net.SplitHostPort(addr)
 	port, _ := strconv.Atoi(portStr)
 	cfg := config.New()
+	cfg.System.Mailserver.RelayServerStatus = true
 	cfg.Mailsetting.RelayServer = []config.RelayServer{{Name: "sink", Server: host, Port: port}}
 	d, _ := newDeliverer(b, f, cfg, nil)
 	line := "La la la, the quick brown fox jumps over the lazy dog, 0123456789 la la la.\r\n"

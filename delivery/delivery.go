@@ -274,19 +274,48 @@ func (st *run) route() ([]hop, *queue.Result) {
 		}
 		return hops, nil
 	}
-	if rs := st.cfg.Mailsetting.RelayServer; len(rs) > 0 {
-		hops := make([]hop, 0, len(rs))
-		for i := range rs {
-			if rs[i].Server == "" {
-				continue
-			}
-			hops = append(hops, hop{name: rs[i].Server, port: portOr(rs[i].Port, 25), smtps: rs[i].SMTPS, relay: &rs[i]})
-		}
-		if len(hops) > 0 {
-			return hops, nil
-		}
+	if ms := &st.cfg.System.Mailserver; ms.RelayServerStatus {
+		return st.relayRoute(ms.RelayServerName)
 	}
 	return st.mxRoute(domain)
+}
+
+// relayRoute is the way out through `config mailsetting relay-host-list`:
+// the entry named (relay-server-name), or every entry in order, each the
+// fallback of the one before. An entry of relay-type mx-lookup stands for
+// the mail exchangers of its mx-lookup-domain-name, at its host-port.
+func (st *run) relayRoute(name string) ([]hop, *queue.Result) {
+	rs := st.cfg.Mailsetting.RelayServer
+	var hops []hop
+	var fail *queue.Result
+	for i := range rs {
+		r := &rs[i]
+		if name != "" && r.Name != name {
+			continue
+		}
+		port := portOr(r.Port, 25)
+		if r.RelayType != "mx-lookup" {
+			if r.Server != "" {
+				hops = append(hops, hop{name: r.Server, port: port, smtps: r.SMTPS, relay: r})
+			}
+			continue
+		}
+		mx, f := st.mxRoute(r.MXDomain)
+		if f != nil {
+			fail = f
+			continue
+		}
+		for _, h := range mx {
+			hops = append(hops, hop{name: h.name, port: port, smtps: r.SMTPS, relay: r})
+		}
+	}
+	if len(hops) > 0 {
+		return hops, nil
+	}
+	if fail != nil {
+		return nil, fail
+	}
+	return nil, localFail(queue.TempFail, 451, "4.3.5", "relay-server-status is enabled but relay-host-list has no usable relay %s", name)
 }
 
 func portOr(p, def int) int {
@@ -817,7 +846,7 @@ func (st *run) auth(c *conn, rs *config.RelayServer, relay string) *queue.Result
 		}
 		pass = string(p)
 	}
-	r, err := c.auth(rs.AuthUsername, pass)
+	r, err := c.auth(rs.AuthUsername, pass, rs.AuthType)
 	if err != nil {
 		c.broken = true
 		return localFail(queue.TempFail, 451, "4.7.0", "authentication to %s failed: %v", relay, err)

@@ -520,6 +520,7 @@ func TestRelayServerAuth(t *testing.T) {
 			port, _ := strconv.Atoi(portStr)
 			cfg := config.New()
 			cfg.Mailsetting.StartTLS.Fallback = c.fallback
+			cfg.System.Mailserver.RelayServerStatus = true
 			cfg.Mailsetting.RelayServer = []config.RelayServer{
 				{Name: "down", Server: deadIP, Port: f.port},
 				{Name: "smarthost", Server: "127.0.0.1", Port: port, SMTPS: c.smtps, AuthStatus: true, AuthUsername: user, AuthPassword: testSeal(c.pass)},
@@ -566,6 +567,7 @@ func TestReuseStaleConnection(t *testing.T) {
 	host, portStr, _ := net.SplitHostPort(srv.addr)
 	port, _ := strconv.Atoi(portStr)
 	cfg := config.New()
+	cfg.System.Mailserver.RelayServerStatus = true
 	cfg.Mailsetting.RelayServer = []config.RelayServer{{Name: "smarthost", Server: host, Port: port}}
 	d, logs := newDeliverer(t, f, cfg, nil)
 	send := func(token string) {
@@ -602,6 +604,7 @@ func TestReuseStaleConnection(t *testing.T) {
 	host, portStr, _ = net.SplitHostPort(srv.addr)
 	port, _ = strconv.Atoi(portStr)
 	cfg = config.New()
+	cfg.System.Mailserver.RelayServerStatus = true
 	cfg.Mailsetting.RelayServer = []config.RelayServer{{Name: "smarthost", Server: host, Port: port}}
 	d, logs = newDeliverer(t, f, cfg, nil)
 	send("idle-1")
@@ -649,6 +652,7 @@ func TestProtectedDomain(t *testing.T) {
 		{Name: "noserver.test", RelayType: "host"},
 	}
 	// Relay servers are not used for protected domains.
+	cfg.System.Mailserver.RelayServerStatus = true
 	cfg.Mailsetting.RelayServer = []config.RelayServer{{Name: "down", Server: deadIP, Port: 25}}
 	d, logs := newDeliverer(t, f, cfg, nil)
 
@@ -883,6 +887,7 @@ func TestSMTPSHops(t *testing.T) {
 		tls   bool     // arrived at the SMTPS server (else at the plain Postfix peer)
 	}{
 		{"relay server smtps", func(cfg *config.Config) {
+			cfg.System.Mailserver.RelayServerStatus = true
 			cfg.Mailsetting.RelayServer = []config.RelayServer{
 				{Name: "down", Server: deadIP, Port: f.port, SMTPS: true},
 				{Name: "smarthost", Server: "127.0.0.1", Port: port, SMTPS: true},
@@ -926,5 +931,65 @@ func TestSMTPSHops(t *testing.T) {
 				arrivedMessage(t, f.plain, token)
 			}
 		})
+	}
+}
+
+// Outgoing mail goes through relay-host-list only with system mailserver
+// relay-server-status enable: to the entry relay-server-name names, or to
+// every entry in order; a relay of relay-type mx-lookup is the mail
+// exchangers of its mx-lookup-domain-name.
+func TestRelayServerSelection(t *testing.T) {
+	f := peers(t)
+	a, b := startAuthServer(t, "", "", nil), startAuthServer(t, "", "", nil)
+	entry := func(name, addr string) config.RelayServer {
+		host, portStr, _ := net.SplitHostPort(addr)
+		port, _ := strconv.Atoi(portStr)
+		return config.RelayServer{Name: name, RelayType: "host", Server: host, Port: port}
+	}
+	cfg := config.New()
+	cfg.Mailsetting.RelayServer = []config.RelayServer{entry("a", a.addr), entry("b", b.addr),
+		{Name: "mx", RelayType: "mx-lookup", MXDomain: "plain.test", Port: f.port}}
+	d, logs := newDeliverer(t, f, cfg, nil)
+	send := func(token, rcpt string) string {
+		t.Helper()
+		logs.reset()
+		r := deliver(t, d, newJob(token, "s@mailgate.test", rcpt[strings.LastIndexByte(rcpt, '@')+1:], rcpt))[0]
+		want(t, r, queue.Delivered, 250, "", "")
+		return logs.last()
+	}
+
+	// Off (the factory value): by MX, the relays unused.
+	if l := send("relay-off", "u@plain.test"); !strings.Contains(l, "relay=mx.plain.test") {
+		t.Fatalf("relay-server-status disable: %s", l)
+	}
+	cfg.System.Mailserver.RelayServerStatus = true
+	cfg.System.Mailserver.RelayServerName = "b"
+	send("relay-b", "u@far-away.example")
+	if len(a.messages()) != 0 || len(b.messages()) != 1 {
+		t.Fatalf("relay-server-name b: a got %d, b got %d", len(a.messages()), len(b.messages()))
+	}
+	cfg.System.Mailserver.RelayServerName = ""
+	send("relay-all", "u@far-away.example")
+	if len(a.messages()) != 1 {
+		t.Fatalf("every entry in order: a got %d", len(a.messages()))
+	}
+	cfg.System.Mailserver.RelayServerName = "mx"
+	if l := send("relay-mx", "u@far-away.example"); !strings.Contains(l, "relay=mx.plain.test") {
+		t.Fatalf("relay-type mx-lookup: %s", l)
+	}
+}
+
+// CRAM-MD5 answers the challenge of RFC 2195's example as the RFC does.
+func TestCRAMMD5(t *testing.T) {
+	c := &cramMD5Client{user: "tim", pass: "tanstaaftanstaaf"}
+	if mech, ir, err := c.Start(); mech != "CRAM-MD5" || ir != nil || err != nil {
+		t.Fatalf("Start: %s %q %v", mech, ir, err)
+	}
+	got, err := c.Next([]byte("<1896.697170952@postoffice.reston.mci.net>"))
+	if err != nil || string(got) != "tim b913a602c7eda7a495b4e6e7334d3890" {
+		t.Fatalf("response %q %v", got, err)
+	}
+	if _, err := c.Next([]byte("again")); err == nil {
+		t.Fatal("a second challenge was answered")
 	}
 }

@@ -2,8 +2,11 @@ package delivery
 
 import (
 	"context"
+	"crypto/hmac"
+	"crypto/md5"
 	"crypto/tls"
 	"encoding/base64"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -206,7 +209,7 @@ func (c *conn) handshake(ctx context.Context, cfg *tls.Config) error {
 }
 
 // auth authenticates with PLAIN (or LOGIN when PLAIN is not offered).
-func (c *conn) auth(user, pass string) (reply, error) {
+func (c *conn) auth(user, pass, authType string) (reply, error) {
 	mechs := strings.Fields(strings.ToUpper(c.ext["AUTH"]))
 	has := func(m string) bool {
 		for _, x := range mechs {
@@ -216,14 +219,19 @@ func (c *conn) auth(user, pass string) (reply, error) {
 		}
 		return false
 	}
+	auto := authType == "" || authType == "auto"
 	var client sasl.Client
 	switch {
-	case has("PLAIN") || len(mechs) == 0:
+	case (auto || authType == "plain") && (has("PLAIN") || len(mechs) == 0):
 		client = sasl.NewPlainClient("", user, pass)
-	case has("LOGIN"):
+	case (auto || authType == "login") && has("LOGIN"):
 		client = &loginClient{user: user, pass: pass}
-	default:
+	case (auto || authType == "cram-md5") && has("CRAM-MD5"):
+		client = &cramMD5Client{user: user, pass: pass}
+	case auto:
 		return reply{}, fmt.Errorf("no supported AUTH mechanism (server offers %s)", c.ext["AUTH"])
+	default:
+		return reply{}, fmt.Errorf("auth-type %s is not offered (server offers %s)", authType, c.ext["AUTH"])
 	}
 	mech, ir, err := client.Start()
 	if err != nil {
@@ -275,6 +283,26 @@ func (l *loginClient) Next([]byte) ([]byte, error) {
 		return []byte(l.pass), nil
 	}
 	return nil, errors.New("unexpected LOGIN challenge")
+}
+
+// cramMD5Client is CRAM-MD5 (RFC 2195): the reply to the server's
+// challenge is the user name and the HMAC-MD5 of the challenge keyed
+// with the password, in hex.
+type cramMD5Client struct {
+	user, pass string
+	done       bool
+}
+
+func (c *cramMD5Client) Start() (string, []byte, error) { return "CRAM-MD5", nil, nil }
+
+func (c *cramMD5Client) Next(challenge []byte) ([]byte, error) {
+	if c.done {
+		return nil, errors.New("unexpected CRAM-MD5 challenge")
+	}
+	c.done = true
+	m := hmac.New(md5.New, []byte(c.pass))
+	m.Write(challenge)
+	return []byte(c.user + " " + hex.EncodeToString(m.Sum(nil))), nil
 }
 
 // txResult is what one mail transaction produced.

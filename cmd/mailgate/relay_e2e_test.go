@@ -143,7 +143,7 @@ func TestOldBackupRestoresOverSSH(t *testing.T) {
 	out, _ := a.ssh(newPassword, "", "admin@127.0.0.1", "show full-configuration")
 	for _, want := range []string{"config system mailserver\n", "    set smtp-msa disable\n", "    set queue-retry 7\n",
 		"config mailsetting relay-host-list\n", `        set host-name "relay.example.net"`, "        set host-port 587\n",
-		"        set authenticated authenticated\n"} {
+		"        set authenticated authenticated\n", "    set relay-server-status enable\n"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("show full-configuration lacks %q", want)
 		}
