@@ -29,12 +29,17 @@ type Node struct {
 	Attrs    []*Attr // attributes of a section or of a table's entries
 	Key      *Attr   // table key
 	IntKey   bool    // entries are numbered (rules)
+	// MailgateOnly marks a block FortiMail does not have (fm:"none").
+	MailgateOnly bool
 	// Late sections render after every other top-level block: they name
 	// entries of tables that come later in the tree (cfg:"name,late").
 	Late  bool
 	field []int
 	elem  reflect.Type // section struct, or table entry struct
 }
+
+// MailgateOnlyHelp ends the help of settings FortiMail does not have.
+const MailgateOnlyHelp = " (mailgate; FortiMail has no such setting)"
 
 // AttrType is the value syntax of an attribute.
 type AttrType int
@@ -65,10 +70,13 @@ type Attr struct {
 	Default  string // CLI syntax
 	Ref      string // path of the referenced table
 	Check    string // extra check name
-	field    int
-	goKind   reflect.Kind
-	defOnce  sync.Once
-	def      reflect.Value
+	// MailgateOnly marks a setting FortiMail does not have (tag
+	// fm:"none"); its help says so.
+	MailgateOnly bool
+	field        int
+	goKind       reflect.Kind
+	defOnce      sync.Once
+	def          reflect.Value
 }
 
 var (
@@ -104,6 +112,10 @@ func buildChildren(n *Node, t reflect.Type) {
 func childNode(n *Node, f reflect.StructField, i int) *Node {
 	name, opt, _ := strings.Cut(f.Tag.Get("cfg"), ",")
 	c := &Node{Name: name, Help: f.Tag.Get("help"), Parent: n, field: []int{i}}
+	if f.Tag.Get("fm") == "none" {
+		c.MailgateOnly = true
+		c.Help += MailgateOnlyHelp
+	}
 	c.Path = strings.TrimSpace(n.Path + " " + name)
 	c.Late = opt == "late"
 	switch {
@@ -138,6 +150,10 @@ func buildAttrs(n *Node, t reflect.Type) {
 			continue
 		}
 		a := &Attr{Name: name, Help: f.Tag.Get("help"), Default: f.Tag.Get("default"), Ref: f.Tag.Get("ref"), Check: f.Tag.Get("check"), field: i, goKind: f.Type.Kind()}
+		if f.Tag.Get("fm") == "none" {
+			a.MailgateOnly = true
+			a.Help += MailgateOnlyHelp
+		}
 		if e := f.Tag.Get("enum"); e != "" {
 			a.Enum = strings.Split(e, "|")
 		}

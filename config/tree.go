@@ -112,13 +112,13 @@ type LocalCert struct {
 type CACert struct {
 	Name        string `cfg:"name,key" check:"objname"`
 	Certificate string `cfg:"certificate" type:"text" help:"Certificate in PEM."`
-	Comments    string `cfg:"comments" help:"Comments."`
+	Comments    string `cfg:"comments" fm:"none" help:"Comments."`
 }
 
 // Mailsetting groups mail transfer settings.
 type Mailsetting struct {
 	RelayServer []RelayServer `cfg:"relay-host-list" help:"Relay hosts (smarthosts) for outgoing mail."`
-	StartTLS    StartTLS      `cfg:"starttls" help:"Outbound STARTTLS policy (mailgate; FortiMail sets this per delivery rule)."`
+	StartTLS    StartTLS      `cfg:"starttls" fm:"none" help:"Outbound STARTTLS policy; FortiMail sets TLS per delivery rule with a TLS profile."`
 }
 
 // Mailserver is `config system mailserver`: the mail services and the
@@ -137,17 +137,17 @@ type Mailserver struct {
 	IMAPPort          int      `cfg:"imap-port" range:"1-65535" default:"143" help:"IMAP port (server mode)."`
 	IMAPSPort         int      `cfg:"imaps-port" range:"1-65535" default:"993" help:"IMAPS port (server mode)."`
 	DefaultAuthDomain string   `cfg:"default-auth-domain" check:"domain" help:"Domain appended to user names without one at SMTP AUTH."`
-	SMTPStartTLS      bool     `cfg:"smtp-starttls" default:"enable" help:"Offer STARTTLS on the SMTP port."`
-	SMTPMSAMode       string   `cfg:"smtp-msa-mode" enum:"starttls|implicit" default:"starttls" help:"Submission port: STARTTLS, or implicit TLS."`
-	StartTLSExclude   []string `cfg:"starttls-exclude-hosts" check:"token" help:"Clients whose reverse DNS name contains one of these are not offered STARTTLS."`
-	TLSAutodetect     bool     `cfg:"tls-autodetect" default:"disable" help:"Accept implicit TLS on plain ports (a TLS ClientHello as the first bytes)."`
+	SMTPStartTLS      bool     `cfg:"smtp-starttls" fm:"none" default:"enable" help:"Offer STARTTLS on the SMTP port."`
+	SMTPMSAMode       string   `cfg:"smtp-msa-mode" fm:"none" enum:"starttls|implicit" default:"starttls" help:"Submission port: STARTTLS, or implicit TLS."`
+	StartTLSExclude   []string `cfg:"starttls-exclude-hosts" fm:"none" check:"token" help:"Clients whose reverse DNS name contains one of these are not offered STARTTLS."`
+	TLSAutodetect     bool     `cfg:"tls-autodetect" fm:"none" default:"disable" help:"Accept implicit TLS on plain ports (a TLS ClientHello as the first bytes)."`
 	MaxMessageSize    int      `cfg:"max-message-size" range:"1-1048576" default:"10240" help:"Largest message accepted, in KiB."`
 	MaxRecipients     int      `cfg:"max-recipients" range:"1-10000" default:"500" help:"Recipients per message."`
 	MaxConnections    int      `cfg:"smtp-max-connections" range:"1-100000" default:"2000" help:"Concurrent SMTP connections in total."`
 	MaxConnectionsIP  int      `cfg:"max-connections-per-ip" range:"1-100000" default:"50" help:"Concurrent SMTP connections per client address."`
-	CommandTimeout    int      `cfg:"command-timeout" range:"5-3600" default:"300" help:"Seconds to wait for an SMTP command."`
-	DataTimeout       int      `cfg:"data-timeout" range:"5-3600" default:"600" help:"Seconds to wait for message data."`
-	MaxLineLength     int      `cfg:"max-line-length" range:"1000-65536" default:"2000" help:"Longest SMTP line accepted, in bytes."`
+	CommandTimeout    int      `cfg:"command-timeout" fm:"none" range:"5-3600" default:"300" help:"Seconds to wait for an SMTP command."`
+	DataTimeout       int      `cfg:"data-timeout" fm:"none" range:"5-3600" default:"600" help:"Seconds to wait for message data."`
+	MaxLineLength     int      `cfg:"max-line-length" fm:"none" range:"1000-65536" default:"2000" help:"Longest SMTP line accepted, in bytes."`
 	RelayServerStatus bool     `cfg:"relay-server-status" default:"disable" help:"Send outgoing mail (to domains that are not protected) through the relay of mailsetting relay-host-list."`
 	RelayServerName   string   `cfg:"relay-server-name" type:"ref" ref:"mailsetting relay-host-list" help:"The relay-host-list entry to use (empty: every entry, in order, each the fallback of the one before)."`
 	RetryInterval     int      `cfg:"queue-retry" range:"1-1440" default:"15" help:"Minutes between delivery attempts of a deferred message."`
@@ -175,7 +175,7 @@ type StartTLS struct {
 	IncludeHosts []string       `cfg:"include-hosts" check:"hostpattern" help:"Only these destinations use STARTTLS (example.com, .example.com, [mx.example.com])."`
 	ExcludeHosts []string       `cfg:"exclude-hosts" check:"hostpattern" help:"These destinations never use STARTTLS."`
 	HeloName     string         `cfg:"helo-name" check:"host" help:"Name sent in EHLO (empty: the host name)."`
-	HostProtocol []HostProtocol `cfg:"host-protocol" help:"TLS versions pinned per destination."`
+	HostProtocol []HostProtocol `cfg:"host-protocol" fm:"none" help:"TLS versions pinned per destination."`
 }
 
 // HostProtocol pins TLS versions for one destination.
@@ -231,7 +231,7 @@ type TLSProfile struct {
 	CheckCertSubject        bool   `cfg:"check-cert-subject" default:"disable" help:"Require the peer certificate's subject to match cert-subject (secure level)."`
 	CheckCertType           string `cfg:"check-cert-type" enum:"match|substring|wildcard" default:"wildcard" help:"How cert-subject is compared: the whole name, a part of it, or wildcards (* ?); case-insensitive."`
 	CertSubject             string `cfg:"cert-subject" help:"Subject: a distinguished name (/CN=mx.example.com/O=Example or CN=mx.example.com,O=Example) or a common name."`
-	Comments                string `cfg:"comments" help:"Comments."`
+	Comments                string `cfg:"comments" fm:"none" help:"Comments."`
 }
 
 // Policy groups the policies.
