@@ -288,7 +288,7 @@ func TestEveryCommandOverOpenSSH(t *testing.T) {
 		"entry not found\nCommand fail. Return code",
 		"This operation will clear all table!",
 		"admin-idle-timeout  Idle timeout of admin sessions, in minutes. <integer 1-480>",
-		"admin-idle-timeout  : 20",
+		"admin-idle-timeout      : 20", // get aligns on admin-lockout-threshold
 		"Certificate \"web\" issued by the device CA.",
 		"Certificate \"pem\" imported: CN=mail.example.org",
 		"Certificate \"p12\" imported: CN=mail.example.org",
