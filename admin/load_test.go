@@ -78,7 +78,14 @@ func TestFormat1RevisionsReadInNewNames(t *testing.T) {
 		t.Fatal(err)
 	}
 	base := config.Render(c, true)
-	old := base + "config mailsetting queue\n    set retry-interval 7\nend\n"
+	// The factory admin entry as the first release printed it.
+	const factoryHosts = "        set trusted-hosts 0.0.0.0/0 ::/0\n"
+	if !strings.Contains(base, factoryHosts) {
+		t.Fatalf("factory admin entry:\n%s", base)
+	}
+	base = strings.Replace(base, factoryHosts, "        set trusthost1 0.0.0.0/0\n        set trusthost2 ::/0\n", 1)
+	old := strings.Replace(base, "        set trusthost1 0.0.0.0/0\n", "        set trusthost1 192.0.2.0/24\n        unset trusthost2\n        set trusthost3 2001:db8::/32\n", 1) +
+		"config mailsetting queue\n    set retry-interval 7\nend\n"
 	rev2, err := db.Commit("admin", "old names", old, time.Now())
 	if err != nil {
 		t.Fatal(err)
@@ -94,21 +101,24 @@ func TestFormat1RevisionsReadInNewNames(t *testing.T) {
 	}
 	c, _ = svc.Config()
 	if len(c.Mailsetting.RelayServer) != 1 || c.Mailsetting.RelayServer[0].Server != "relay.example.net" ||
-		c.Policy.AccessControl.Receive[0].Authenticated != "authenticated" {
-		t.Fatalf("latest old revision not read in the new names: %+v %+v", c.Mailsetting.RelayServer, c.Policy.AccessControl.Receive)
+		c.Policy.AccessControl.Receive[0].Authenticated != "authenticated" ||
+		strings.Join(c.System.Admin[0].TrustedHosts, " ") != "0.0.0.0/0 ::/0" {
+		t.Fatalf("latest old revision not read in the new names: %+v %+v %q", c.Mailsetting.RelayServer, c.Policy.AccessControl.Receive, c.System.Admin[0].TrustedHosts)
 	}
 	r, err := svc.Revision(rev2.ID)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(r.Text, "set queue-retry 7") || strings.Contains(r.Text, "retry-interval") {
+	if !strings.Contains(r.Text, "set queue-retry 7") || strings.Contains(r.Text, "retry-interval") ||
+		!strings.Contains(r.Text, "set trusted-hosts 192.0.2.0/24 ::/0 2001:db8::/32\n") || strings.Contains(r.Text, "trusthost") {
 		t.Fatalf("revision %d text:\n%s", rev2.ID, r.Text)
 	}
 	if err := svc.Revert("admin", rev2.ID); err != nil {
 		t.Fatal(err)
 	}
-	if c, _ = svc.Config(); c.System.Mailserver.RetryInterval != 7 || len(c.Mailsetting.RelayServer) != 0 {
-		t.Fatalf("revert: queue-retry %d, relays %d", c.System.Mailserver.RetryInterval, len(c.Mailsetting.RelayServer))
+	if c, _ = svc.Config(); c.System.Mailserver.RetryInterval != 7 || len(c.Mailsetting.RelayServer) != 0 ||
+		strings.Join(c.System.Admin[0].TrustedHosts, " ") != "192.0.2.0/24 ::/0 2001:db8::/32" {
+		t.Fatalf("revert: queue-retry %d, relays %d, trusted-hosts %q", c.System.Mailserver.RetryInterval, len(c.Mailsetting.RelayServer), c.System.Admin[0].TrustedHosts)
 	}
 	// New revisions are in the new names and read as they are.
 	latest, _ := db.Latest()

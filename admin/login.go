@@ -46,8 +46,8 @@ type Access struct {
 
 // CheckLogin checks an administrator's password login from ip: the bcrypt
 // hash of `config system admin` (an empty hash accepts exactly the empty
-// password and requires a new one), then the trusted hosts (trusthost1..3;
-// none set allows every address). Unknown names cost as much as known ones.
+// password and requires a new one), then the trusted hosts (trusted-hosts;
+// an empty list allows every address). Unknown names cost as much as known ones.
 // Failures are logged and counted against ip (see LoginThrottled); while
 // ip is locked out every attempt fails with ErrLoginThrottled.
 func (s *Service) CheckLogin(name, password string, ip netip.Addr) (Access, error) {
@@ -121,10 +121,11 @@ func (s *Service) LoginThrottled(ip netip.Addr) bool {
 }
 
 // TrustedHost reports whether ip may log in as ad: inside one of its
-// trusthost1..3 prefixes, or anywhere when none is set.
+// trusted-hosts prefixes, or anywhere when the list is empty. The
+// factory list, 0.0.0.0/0 ::/0, is any address too.
 func TrustedHost(ad config.Admin, ip netip.Addr) bool {
 	var hosts []netip.Prefix
-	for _, t := range []string{ad.Trusthost1, ad.Trusthost2, ad.Trusthost3} {
+	for _, t := range ad.TrustedHosts {
 		if p, err := netip.ParsePrefix(t); err == nil {
 			hosts = append(hosts, p.Masked())
 		}

@@ -32,7 +32,7 @@ func (a serviceAccounts) Admin(name string) (AdminInfo, bool) {
 		return AdminInfo{}, false
 	}
 	info := AdminInfo{Name: ad.Name, ReadOnly: ad.AccessProfile == "read_only_prof", MustChangePassword: ad.Password == ""}
-	for _, k := range []string{ad.SSHPublicKey1, ad.SSHPublicKey2, ad.SSHPublicKey3} {
+	for _, k := range ad.SSHKeys {
 		if k != "" {
 			info.PublicKeys = append(info.PublicKeys, k)
 		}

@@ -31,8 +31,8 @@ import (
 
 type fakeAdmin struct {
 	info  AdminInfo
-	hash  string    // bcrypt; "" is the empty first-boot password
-	trust [3]string // trusthost1..3
+	hash  string   // bcrypt; "" is the empty first-boot password
+	trust []string // trusted-hosts
 }
 
 // fakeAccounts stands in for admin.Service: it checks, logs and counts
@@ -88,7 +88,7 @@ func (a *fakeAccounts) TrustedHost(name string, ip netip.Addr) bool {
 	a.mu.Lock()
 	ad, ok := a.admins[name]
 	a.mu.Unlock()
-	return ok && admin.TrustedHost(config.Admin{Name: name, Trusthost1: ad.trust[0], Trusthost2: ad.trust[1], Trusthost3: ad.trust[2]}, ip)
+	return ok && admin.TrustedHost(config.Admin{Name: name, TrustedHosts: ad.trust}, ip)
 }
 
 func (a *fakeAccounts) LoginThrottled(ip netip.Addr) bool {
@@ -181,7 +181,7 @@ func (a *fakeAccounts) add(t *testing.T, info AdminInfo, password string, trust 
 		}
 		ad.hash = string(h)
 	}
-	copy(ad.trust[:], trust)
+	ad.trust = append([]string(nil), trust...)
 	a.mu.Lock()
 	a.admins[info.Name] = ad
 	a.mu.Unlock()
@@ -761,12 +761,12 @@ func TestServiceAccounts(t *testing.T) {
 		t.Fatalf("idle timeout %v after set admin-idle-timeout 2", d)
 	}
 	setAdmin(t, svc, "admin", func(ad *config.Admin) {
-		ad.SSHPublicKey2 = line
-		ad.Trusthost1, ad.Trusthost2, ad.Trusthost3 = "192.0.2.0/24", "2001:db8::/32", ""
+		ad.SSHKeys = []string{line}
+		ad.TrustedHosts = []string{"192.0.2.0/24", "2001:db8::/32"}
 	})
 	setAdmin(t, svc, "viewer", func(ad *config.Admin) {
 		ad.AccessProfile = "read_only_prof"
-		ad.Trusthost1, ad.Trusthost2 = "0.0.0.0/0", "::/0"
+		ad.TrustedHosts = []string{"0.0.0.0/0", "::/0"}
 	})
 	if err := acc.SetPassword("viewer", "viewer-password"); err != nil {
 		t.Fatal(err)
@@ -831,7 +831,7 @@ func TestSSHSharedLockout(t *testing.T) {
 	if err := svc.SetPassword("admin", "admin", "right-password"); err != nil {
 		t.Fatal(err)
 	}
-	setAdmin(t, svc, "admin", func(ad *config.Admin) { ad.SSHPublicKey1 = line })
+	setAdmin(t, svc, "admin", func(ad *config.Admin) { ad.SSHKeys = []string{line} })
 	hostKey, err := testHostKey()
 	if err != nil {
 		t.Fatal(err)

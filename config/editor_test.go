@@ -2,6 +2,7 @@ package config_test
 
 import (
 	"errors"
+	"fmt"
 	"reflect"
 	"strings"
 	"testing"
@@ -99,11 +100,17 @@ func TestRefusedCommands(t *testing.T) {
 		{"ip", "config system dns", "set primary xyz", value, "value parse error before 'xyz'", "not an IP address"},
 		{"ip out of range", "config system dns", "set primary 192.0.2.256", value, "value parse error before '192.0.2.256'", ""},
 		{"ip with zone", "config system dns", "set primary fe80::1%eth0", value, "value parse error before 'fe80::1%eth0'", ""},
-		{"prefix", "config system admin\nedit admin", "set trusthost1 xyz", value, "value parse error before 'xyz'", "not an address/prefix"},
-		{"prefix length", "config system admin\nedit admin", "set trusthost1 192.0.2.0/33", value, "value parse error before '192.0.2.0/33'", ""},
-		{"noncontiguous mask", "config system admin\nedit admin", "set trusthost1 192.0.2.0 255.0.255.0", value, "value parse error before '192.0.2.0'", "255.0.255.0 is not a contiguous netmask"},
-		{"mask for ipv6", "config system admin\nedit admin", "set trusthost1 2001:db8:: ffff::", value, "value parse error before '2001:db8::'", ""},
-		{"prefix three words", "config system admin\nedit admin", "set trusthost1 192.0.2.0 255.255.255.0 x", value, "value parse error before '192.0.2.0'", "too many words"},
+		{"prefix", "config system route\nedit 1", "set destination xyz", value, "value parse error before 'xyz'", "not an address/prefix"},
+		{"prefix length", "config system route\nedit 1", "set destination 192.0.2.0/33", value, "value parse error before '192.0.2.0/33'", ""},
+		{"noncontiguous mask", "config system route\nedit 1", "set destination 192.0.2.0 255.0.255.0", value, "value parse error before '192.0.2.0'", "255.0.255.0 is not a contiguous netmask"},
+		{"mask for ipv6", "config system route\nedit 1", "set destination 2001:db8:: ffff::", value, "value parse error before '2001:db8::'", ""},
+		{"prefix three words", "config system route\nedit 1", "set destination 192.0.2.0 255.255.255.0 x", value, "value parse error before '192.0.2.0'", "too many words"},
+		{"trusted host", "config system admin\nedit admin", "set trusted-hosts 192.0.2.0/24 xyz", value, "value parse error before 'xyz'", `trusted-hosts: element "xyz" is not an IPv4 or IPv6 prefix`},
+		{"trusted host length", "config system admin\nedit admin", "set trusted-hosts 192.0.2.0/33", value, "value parse error before '192.0.2.0/33'", `element "192.0.2.0/33"`},
+		{"trusted host netmask", "config system admin\nedit admin", "set trusted-hosts 192.0.2.0 255.255.255.0", value, "value parse error before '255.255.255.0'", "is a netmask"},
+		{"trusted host zone", "config system admin\nedit admin", "set trusted-hosts fe80::1%eth0", value, "value parse error before 'fe80::1%eth0'", "zone"},
+		{"trusted host empty", "config system admin\nedit admin", `set trusted-hosts ""`, value, "value parse error before ''", "unset trusted-hosts"},
+		{"append trusted host", "config system admin\nedit admin", "append trusted-hosts 10.0.0.0/8 10.0.0.0/40", value, "value parse error before '10.0.0.0/40'", ""},
 		{"username", "config system admin", "edit \"bad name\"", value, "value parse error before 'bad name'", ""},
 		{"empty key", "config system admin", `edit ""`, value, "value parse error before ''", "name is empty"},
 		{"rule number", "config policy access-control receive", "edit 0", value, "value parse error before '0'", "numbered from 1"},
@@ -112,7 +119,10 @@ func TestRefusedCommands(t *testing.T) {
 		{"objname quote", "config profile tls", `edit 'a"b'`, value, `value parse error before 'a"b'`, ""},
 		{"line break in string", "config system admin\nedit admin", "set comments \"a\nb\"", value, "value parse error before 'a\nb'", "line breaks"},
 		{"host pattern", "config mailsetting starttls", "set include-hosts example.com bad_host", value, "value parse error before 'bad_host'", ""},
-		{"authkey", "config system admin\nedit admin", "set ssh-public-key1 \"ssh-rsa garbage\"", value, "value parse error before 'ssh-rsa garbage'", "SSH public key"},
+		{"authkey", "config system admin\nedit admin", "set sshkey \"ssh-rsa garbage\"", value, "value parse error before 'ssh-rsa garbage'", "sshkey: not an SSH public key"},
+		{"second authkey", "config system admin\nedit admin", "set sshkey \"" + testAuthKey(t) + "\" \"ssh-ed25519 AAAA\"", value, "value parse error before 'ssh-ed25519 AAAA'", "SSH public key"},
+		{"append authkey", "config system admin\nedit admin", "append sshkey garbage", value, "value parse error before 'garbage'", "SSH public key"},
+		{"empty authkey", "config system admin\nedit admin", `set sshkey ""`, value, "value parse error before ''", "unset sshkey"},
 		{"missing reference", "config policy access-control receive\nedit 1", "set tls-profile missing", value, "value parse error before 'missing'", "entry not found in datasource profile tls"},
 		{"missing certificate", "config system global", "set default-certificate nope", value, "value parse error before 'nope'", "entry not found in datasource system certificate local"},
 		{"append to non-list", "config system global", "append hostname x", parse, "command parse error before 'hostname'", "not a list"},
@@ -157,11 +167,15 @@ func TestAcceptedValues(t *testing.T) {
 		get      func(c *config.Config) any
 		want     any
 	}{
-		{"config system admin\nedit admin", "set trusthost1 192.0.2.0 255.255.255.0", func(c *config.Config) any { return c.System.Admin[0].Trusthost1 }, "192.0.2.0/24"},
-		{"config system admin\nedit admin", "set trusthost1 192.0.2.7", func(c *config.Config) any { return c.System.Admin[0].Trusthost1 }, "192.0.2.7/32"},
-		{"config system admin\nedit admin", "set trusthost1 0.0.0.0 0.0.0.0", func(c *config.Config) any { return c.System.Admin[0].Trusthost1 }, "0.0.0.0/0"},
-		{"config system admin\nedit admin", "set trusthost1 2001:DB8::/32", func(c *config.Config) any { return c.System.Admin[0].Trusthost1 }, "2001:db8::/32"},
-		{"config system admin\nedit admin", "set trusthost1 2001:db8::1", func(c *config.Config) any { return c.System.Admin[0].Trusthost1 }, "2001:db8::1/128"},
+		{"config system admin\nedit admin", "set trusted-hosts 192.0.2.0/24", func(c *config.Config) any { return c.System.Admin[0].TrustedHosts }, []string{"192.0.2.0/24"}},
+		{"config system admin\nedit admin", "set trusted-hosts 192.0.2.7 2001:DB8::/32 2001:db8::1", func(c *config.Config) any { return c.System.Admin[0].TrustedHosts }, []string{"192.0.2.7/32", "2001:db8::/32", "2001:db8::1/128"}},
+		{"config system admin\nedit admin", "set trusted-hosts 0.0.0.0/0", func(c *config.Config) any { return c.System.Admin[0].TrustedHosts }, []string{"0.0.0.0/0"}},
+		{"config system admin\nedit admin\nset trusted-hosts 192.0.2.0/24", "append trusted-hosts 10.0.0.0/8 192.0.2.0/24", func(c *config.Config) any { return c.System.Admin[0].TrustedHosts }, []string{"192.0.2.0/24", "10.0.0.0/8"}},
+		{"config system admin\nedit admin\nset trusted-hosts 192.0.2.0/24", "unset trusted-hosts", func(c *config.Config) any { return c.System.Admin[0].TrustedHosts }, []string{"0.0.0.0/0", "::/0"}},
+		{"config system admin\nedit admin", "set sshkey \"" + testAuthKey(t) + "\"", func(c *config.Config) any { return c.System.Admin[0].SSHKeys }, []string{testAuthKey(t)}},
+		{"config system admin\nedit admin\nset sshkey \"" + testAuthKey(t) + "\"", "append sshkey \"" + otherAuthKey(t) + "\"", func(c *config.Config) any { return c.System.Admin[0].SSHKeys }, []string{testAuthKey(t), otherAuthKey(t)}},
+		{"config system admin\nedit admin", "set sshkey \"" + testAuthKey(t) + "\" \"" + otherAuthKey(t) + "\"", func(c *config.Config) any { return c.System.Admin[0].SSHKeys }, []string{testAuthKey(t), otherAuthKey(t)}},
+		{"config system admin\nedit admin\nset sshkey \"" + testAuthKey(t) + "\"", "unset sshkey", func(c *config.Config) any { return c.System.Admin[0].SSHKeys }, []string(nil)},
 		{"config system dns", "set primary 2001:DB8:0::53", func(c *config.Config) any { return c.System.DNS.Primary }, "2001:db8::53"},
 		{"config system global", "set port-ssh 65535", func(c *config.Config) any { return c.System.Global.PortSSH }, 65535},
 		{"config system global", "set admin-idle-timeout +7", func(c *config.Config) any { return c.System.Global.AdminIdleTimeout }, 7},
@@ -206,16 +220,16 @@ func TestEditCreatesWithDefaultsAndKeeps(t *testing.T) {
 		t.Fatalf("label %q", e.Label())
 	}
 	a := e.Work().System.Admin[1]
-	if a.Name != "ops" || a.Trusthost1 != "0.0.0.0/0" || a.Trusthost2 != "::/0" || a.AccessProfile != "super_admin_prof" || a.Password != "" {
+	if a.Name != "ops" || fmt.Sprint(a.TrustedHosts) != "[0.0.0.0/0 ::/0]" || a.SSHKeys != nil || a.AccessProfile != "super_admin_prof" || a.Password != "" {
 		t.Fatalf("new entry %+v", a)
 	}
-	run(t, e, "set comments \"on call\"\nset trusthost3 192.0.2.0/24\nnext\nedit admin\nnext\nedit ops")
+	run(t, e, "set comments \"on call\"\nset trusted-hosts 192.0.2.0/24\nnext\nedit admin\nnext\nedit ops")
 	admins := e.Work().System.Admin
-	if len(admins) != 2 || admins[1].Comments != "on call" || admins[1].Trusthost3 != "192.0.2.0/24" {
+	if len(admins) != 2 || admins[1].Comments != "on call" || fmt.Sprint(admins[1].TrustedHosts) != "[192.0.2.0/24]" {
 		t.Fatalf("after re-edit %+v", admins)
 	}
-	run(t, e, "unset trusthost1\nset trusthost2 10.0.0.0/8\nunset trusthost2")
-	if a := e.Work().System.Admin[1]; a.Trusthost1 != "0.0.0.0/0" || a.Trusthost2 != "::/0" || a.Trusthost3 != "192.0.2.0/24" {
+	run(t, e, "append trusted-hosts 2001:db8::/32\nunset trusted-hosts")
+	if a := e.Work().System.Admin[1]; fmt.Sprint(a.TrustedHosts) != "[0.0.0.0/0 ::/0]" {
 		t.Fatalf("after unset %+v", a)
 	}
 	// The commands offered follow the position.

@@ -51,12 +51,24 @@ func factoryOpts(dev bool) config.FactoryOptions {
 // testAuthKey is a valid authorized_keys line.
 func testAuthKey(t testing.TB) string {
 	t.Helper()
-	pub := ed25519.NewKeyFromSeed(make([]byte, ed25519.SeedSize)).Public()
+	return authKey(t, 0, "admin@example.com")
+}
+
+// otherAuthKey is a second one, of another key.
+func otherAuthKey(t testing.TB) string {
+	t.Helper()
+	return authKey(t, 1, "ops@example.com")
+}
+
+func authKey(t testing.TB, seed byte, comment string) string {
+	s := make([]byte, ed25519.SeedSize)
+	s[0] = seed
+	pub := ed25519.NewKeyFromSeed(s).Public()
 	k, err := gossh.NewPublicKey(pub)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return strings.TrimSpace(string(gossh.MarshalAuthorizedKey(k))) + " admin@example.com"
+	return strings.TrimSpace(string(gossh.MarshalAuthorizedKey(k))) + " " + comment
 }
 
 // run executes a script on e and fails the test on any refused command.

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"net/netip"
 	"strconv"
 	"strings"
 )
@@ -78,20 +79,22 @@ func Migrate(text string, from int) string {
 		ren  *blockRename
 	}
 	var (
-		out   strings.Builder
-		stack []frame
+		out    strings.Builder
+		stack  []frame
+		admins = map[string]*v1Admin{}
+		// replaced holds the new text of lines of admin entries; an
+		// empty one drops the line.
+		replaced = map[int]string{}
 		// Format 1 used every relay server it had; format 2 only with
 		// relay-server-status enable.
 		relays bool
 	)
-	physical := strings.SplitAfter(text, "\n")
-	for i := 0; i < len(physical); i++ {
-		raw := physical[i]
-		toks, open := SplitLine(raw)
-		for open && i+1 < len(physical) {
-			i++
-			raw += physical[i]
-			toks, open = SplitLine(raw)
+	recs := records(text)
+	for i, r := range recs {
+		raw, toks := r.raw, r.toks
+		if n, ok := replaced[i]; ok {
+			out.WriteString(n)
+			continue
 		}
 		if len(toks) == 0 || IsComment(toks) {
 			out.WriteString(raw)
@@ -102,6 +105,7 @@ func Migrate(text string, from int) string {
 		if strings.HasSuffix(raw, "\n") {
 			nl = "\n"
 		}
+		inAdmin := len(stack) == 1 && stack[0].path == "system admin"
 		switch toks[0].Text {
 		case "config":
 			words := make([]string, 0, len(toks)-1)
@@ -122,13 +126,16 @@ func Migrate(text string, from int) string {
 				}
 			}
 			stack = append(stack, f)
-		case "edit":
-			if len(stack) == 1 && stack[0].path == "mailsetting relayserver" {
-				relays = true
-			}
 		case "end":
 			if len(stack) > 0 {
 				stack = stack[:len(stack)-1]
+			}
+		case "edit", "delete", "rename", "purge":
+			if toks[0].Text == "edit" && len(stack) == 1 && stack[0].path == "mailsetting relayserver" {
+				relays = true
+			}
+			if inAdmin {
+				migrateAdmin(recs, i, admins, replaced)
 			}
 		case "set", "unset", "append":
 			if len(stack) == 0 || len(toks) < 2 {
@@ -160,4 +167,183 @@ func Migrate(text string, from int) string {
 		out.WriteString("config system mailserver\n    set relay-server-status enable\nend\n")
 	}
 	return out.String()
+}
+
+// A record is one logical line of a text: its physical lines (a quoted
+// value may span several) and its words.
+type record struct {
+	raw  string
+	toks []Token
+}
+
+func records(text string) []record {
+	var recs []record
+	physical := strings.SplitAfter(text, "\n")
+	for i := 0; i < len(physical); i++ {
+		raw := physical[i]
+		toks, open := SplitLine(raw)
+		for open && i+1 < len(physical) {
+			i++
+			raw += physical[i]
+			toks, open = SplitLine(raw)
+		}
+		recs = append(recs, record{raw, toks})
+	}
+	return recs
+}
+
+// v1Admin is what the first release's separate attributes of one
+// `config system admin` entry hold: ssh-public-key1..3 and trusthost1..3.
+// Format 2 has one list for each, sshkey and trusted-hosts.
+type v1Admin struct {
+	keys, hosts [3]string
+}
+
+// v1AdminDefault is an entry as `edit` created it in the first release.
+func v1AdminDefault() *v1Admin {
+	return &v1Admin{hosts: [3]string{"0.0.0.0/0", "::/0", ""}}
+}
+
+// v1AdminSlot tells which old attribute name is: a key or a trusted host,
+// and its number (0-2).
+func v1AdminSlot(name string) (hosts bool, slot int, ok bool) {
+	for i, n := range []string{"1", "2", "3"} {
+		switch name {
+		case "ssh-public-key" + n:
+			return false, i, true
+		case "trusthost" + n:
+			return true, i, true
+		}
+	}
+	return false, 0, false
+}
+
+// migrateAdmin translates the command at recs[at] of a first-release
+// `config system admin` block. For `edit NAME` it follows the entry to its
+// `next` as the first release read it: the entry starts from its values so
+// far (from the factory values when the text creates it), each `set`
+// (`append`) or `unset` of an old attribute changes its slot, an empty
+// value empties it. The first old line of each kind is replaced by one
+// `set sshkey ...` or `set trusted-hosts ...` with the non-empty slots in
+// order, the later ones are dropped. The list thus replaces the factory
+// value 0.0.0.0/0 ::/0 rather than adding to it, and holds exactly the
+// networks the first release trusted; with none left it is unset, which
+// is any address, as an entry without trusted hosts was. `delete`,
+// `rename` and `purge` move or drop the entries' values.
+func migrateAdmin(recs []record, at int, admins map[string]*v1Admin, replaced map[int]string) {
+	toks := recs[at].toks
+	switch toks[0].Text {
+	case "purge":
+		clear(admins)
+		return
+	case "delete":
+		for _, t := range toks[1:] {
+			delete(admins, t.Text)
+		}
+		return
+	case "rename":
+		if len(toks) == 4 && toks[2].Text == "to" {
+			if a, ok := admins[toks[1].Text]; ok {
+				delete(admins, toks[1].Text)
+				admins[toks[3].Text] = a
+			}
+		}
+		return
+	}
+	if len(toks) != 2 {
+		return
+	}
+	a, ok := admins[toks[1].Text]
+	if !ok {
+		a = v1AdminDefault()
+		admins[toks[1].Text] = a
+	}
+	first := [2]int{-1, -1} // the first line of keys, of hosts
+	for i := at + 1; i < len(recs); i++ {
+		t := recs[i].toks
+		if len(t) == 0 || IsComment(t) {
+			continue
+		}
+		if w := t[0].Text; w == "next" || w == "end" || w == "edit" || w == "config" {
+			break
+		}
+		if len(t) < 2 || (t[0].Text != "set" && t[0].Text != "unset" && t[0].Text != "append") {
+			continue
+		}
+		hosts, slot, ok := v1AdminSlot(t[1].Text)
+		if !ok {
+			continue
+		}
+		v := ""
+		switch {
+		case t[0].Text == "unset" && hosts:
+			v = v1AdminDefault().hosts[slot]
+		case t[0].Text != "unset":
+			v = v1AdminValue(hosts, t[2:])
+		}
+		kind := 0
+		if hosts {
+			kind = 1
+			a.hosts[slot] = v
+		} else {
+			a.keys[slot] = v
+		}
+		if first[kind] < 0 {
+			first[kind] = i
+		}
+		replaced[i] = ""
+	}
+	for kind, i := range first {
+		if i < 0 {
+			continue
+		}
+		raw := recs[i].raw
+		indent := raw[:len(raw)-len(strings.TrimLeft(raw, " \t"))]
+		if kind == 0 {
+			replaced[i] = indent + v1AdminList("sshkey", a.keys, false) + "\n"
+		} else {
+			replaced[i] = indent + v1AdminList("trusted-hosts", a.hosts, true) + "\n"
+		}
+	}
+}
+
+// v1AdminValue is the value of an old `set`: an empty word is empty, a
+// network is in the canonical address/prefix form (the first release also
+// took an IPv4 address and netmask). Anything else is kept as one element,
+// which the current check refuses as the first release did.
+func v1AdminValue(hosts bool, toks []Token) string {
+	if len(toks) == 1 && toks[0].Text == "" {
+		return ""
+	}
+	if hosts {
+		if p, err := parsePrefix(toks); err == nil {
+			return p
+		}
+	}
+	words := make([]string, len(toks))
+	for i, t := range toks {
+		words[i] = t.Text
+	}
+	return strings.Join(words, " ")
+}
+
+// v1AdminList is the format 2 line for an entry's old slots.
+func v1AdminList(name string, slots [3]string, hosts bool) string {
+	var words []string
+	seen := map[string]bool{}
+	for _, v := range slots {
+		if v == "" || seen[v] {
+			continue
+		}
+		seen[v] = true
+		if p, err := netip.ParsePrefix(v); hosts && err == nil && p.String() == v {
+			words = append(words, v)
+		} else {
+			words = append(words, Quote(v))
+		}
+	}
+	if len(words) == 0 {
+		return "unset " + name
+	}
+	return "set " + name + " " + strings.Join(words, " ")
 }

@@ -1,6 +1,7 @@
 package config_test
 
 import (
+	"reflect"
 	"strings"
 	"testing"
 
@@ -12,6 +13,19 @@ import (
 const v1Backup = `#config-version=mailgate-v0.7.0:opmode=gateway:user=admin
 config system global
     set hostname "mg1"
+end
+config system admin
+    edit "admin"
+        set trusthost1 192.0.2.0/24
+        set trusthost2 ::/0
+        set access-profile super_admin_prof
+    next
+    edit "ops"
+        set trusthost1 0.0.0.0/0
+        set trusthost2 ::/0
+        set trusthost3 ""
+        set access-profile read_only_prof
+    next
 end
 config mailsetting mail-server-settings
     set smtp-port 2525
@@ -69,6 +83,14 @@ end
 // The same configuration in the current names.
 const v2Text = `config system global
     set hostname "mg1"
+end
+config system admin
+    edit "admin"
+        set trusted-hosts 192.0.2.0/24 ::/0
+    next
+    edit "ops"
+        set access-profile read_only_prof
+    next
 end
 config system mailserver
     set smtp-port 2525
@@ -173,5 +195,143 @@ func TestMigrateLeavesCurrentNames(t *testing.T) {
 	multi := "# comment\nconfig system certificate ca\n    edit \"x\"\n        set certificate \"-----BEGIN\nset server y\n\"\n    next\nend\n"
 	if got := config.Migrate(multi, 1); got != multi {
 		t.Fatalf("multi-line value changed:\n%s", got)
+	}
+}
+
+// v1AdminText is a first-release `config system admin` block with body as
+// the entry "ops".
+func v1AdminText(body ...string) string {
+	text := "#config-version=mailgate-v0.7.0:opmode=gateway:user=admin\nconfig system admin\n    edit \"ops\"\n"
+	for _, l := range body {
+		text += "        " + l + "\n"
+	}
+	return text + "        set access-profile super_admin_prof\n    next\nend\n"
+}
+
+// The first release's ssh-public-key1..3 and trusthost1..3 become the
+// lists sshkey and trusted-hosts, holding what the first release read
+// from the text: an entry starts from its factory values (trusthost1
+// 0.0.0.0/0, trusthost2 ::/0), and an empty value is dropped.
+func TestFormat1AdminLists(t *testing.T) {
+	k1, k2 := testAuthKey(t), otherAuthKey(t)
+	anyAddr := []string{"0.0.0.0/0", "::/0"}
+	for _, tc := range []struct {
+		name      string
+		body      []string
+		keys      []string
+		hosts     []string
+		migrated  []string // lines of the migrated text
+		isDefault bool     // trusted-hosts left at the factory value
+	}{
+		{"keys 1 and 3, two networks",
+			[]string{`set ssh-public-key1 "` + k1 + `"`, `set ssh-public-key2 ""`, `set ssh-public-key3 "` + k2 + `"`,
+				"set trusthost1 192.0.2.0/24", `set trusthost2 ""`, "set trusthost3 2001:db8::/32"},
+			[]string{k1, k2}, []string{"192.0.2.0/24", "2001:db8::/32"},
+			[]string{`        set sshkey "` + k1 + `" "` + k2 + `"`, "        set trusted-hosts 192.0.2.0/24 2001:db8::/32"}, false},
+		// The factory entry as the first release's full configuration
+		// printed it, and with its empty values spelled out.
+		{"factory entry", []string{"set trusthost1 0.0.0.0/0", "set trusthost2 ::/0"}, nil, anyAddr,
+			[]string{"        set trusted-hosts 0.0.0.0/0 ::/0"}, true},
+		{"factory entry, empty values", []string{`set ssh-public-key1 ""`, `set ssh-public-key2 ""`, "set trusthost1 0.0.0.0/0", "set trusthost2 ::/0", `set trusthost3 ""`},
+			nil, anyAddr, []string{"        unset sshkey", "        set trusted-hosts 0.0.0.0/0 ::/0"}, true},
+		{"nothing set", nil, nil, anyAddr, nil, true},
+		// The first release printed an emptied trusthost1/2 as unset,
+		// which read back as the factory value.
+		{"unset", []string{`set ssh-public-key2 "` + k2 + `"`, "unset trusthost1", "set trusthost2 2001:db8::/32", "unset trusthost3"},
+			[]string{k2}, []string{"0.0.0.0/0", "2001:db8::/32"}, nil, false},
+		{"netmask", []string{"set trusthost1 192.0.2.0 255.255.255.0", "set trusthost2 2001:DB8::1"},
+			nil, []string{"192.0.2.0/24", "2001:db8::1/128"}, nil, false},
+		// trusthost3 alone was added to the factory trusthost1 and 2:
+		// any address, then as now.
+		{"trusthost3 only", []string{"set trusthost3 198.51.100.0/24"}, nil, []string{"0.0.0.0/0", "::/0", "198.51.100.0/24"},
+			[]string{"        set trusted-hosts 0.0.0.0/0 ::/0 198.51.100.0/24"}, false},
+		{"trusthost3 only, others emptied", []string{`set trusthost1 ""`, `set trusthost2 ""`, "set trusthost3 198.51.100.0/24"},
+			nil, []string{"198.51.100.0/24"}, nil, false},
+		{"trusthost3 empty only", []string{`set trusthost3 ""`}, nil, anyAddr, nil, true},
+		// No trusted host at all was any address; so is the factory list.
+		{"all emptied", []string{`set trusthost1 ""`, `set trusthost2 ""`, `set trusthost3 ""`}, nil, anyAddr,
+			[]string{"        unset trusted-hosts"}, true},
+		{"same network twice", []string{"set trusthost1 192.0.2.0/24", "set trusthost2 \"\"", "set trusthost3 192.0.2.0 255.255.255.0"},
+			nil, []string{"192.0.2.0/24"}, nil, false},
+		{"later set wins", []string{"set trusthost1 192.0.2.0/24", "set trusthost2 \"\"", "set trusthost1 10.0.0.0/8", `set ssh-public-key1 "` + k1 + `"`, `set ssh-public-key1 "` + k2 + `"`},
+			[]string{k2}, []string{"10.0.0.0/8"}, nil, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			text := v1AdminText(tc.body...)
+			migrated := config.Migrate(text, 1)
+			for _, old := range []string{"ssh-public-key", "trusthost"} {
+				if strings.Contains(migrated, old) {
+					t.Errorf("migrated text keeps %s:\n%s", old, migrated)
+				}
+			}
+			for _, l := range tc.migrated {
+				if !strings.Contains(migrated, l+"\n") {
+					t.Errorf("migrated text lacks %q:\n%s", l, migrated)
+				}
+			}
+			c := mustParse(t, text, testEnv())
+			ad := c.System.Admin[0]
+			if !reflect.DeepEqual(ad.SSHKeys, tc.keys) {
+				t.Errorf("sshkey %q, want %q", ad.SSHKeys, tc.keys)
+			}
+			if !reflect.DeepEqual(ad.TrustedHosts, tc.hosts) {
+				t.Errorf("trusted-hosts %q, want %q", ad.TrustedHosts, tc.hosts)
+			}
+			if show := config.Render(c, false); strings.Contains(show, "trusted-hosts") == tc.isDefault {
+				t.Errorf("show, trusted-hosts at the factory value %v:\n%s", tc.isDefault, show)
+			}
+		})
+	}
+}
+
+// An entry's values carry over to a later edit of it, and follow rename
+// and delete, as in the first release.
+func TestFormat1AdminListsAcrossEdits(t *testing.T) {
+	k1 := testAuthKey(t)
+	text := `#config-version=mailgate-v0.7.0:opmode=gateway:user=admin
+config system admin
+    edit "ops"
+        set ssh-public-key2 "` + k1 + `"
+        set trusthost1 192.0.2.0/24
+        unset trusthost2
+    next
+    edit "gone"
+        set trusthost1 192.0.2.0/24
+    next
+    delete "gone"
+    rename "ops" to "oncall"
+end
+config system admin
+    edit "oncall"
+        set trusthost2 ""
+        set trusthost3 2001:db8::/32
+    next
+    edit "gone"
+        set trusthost3 198.51.100.0/24
+    next
+end
+`
+	c := mustParse(t, text, testEnv())
+	a := c.System.Admin
+	if len(a) != 2 || a[0].Name != "oncall" || !reflect.DeepEqual(a[0].SSHKeys, []string{k1}) ||
+		!reflect.DeepEqual(a[0].TrustedHosts, []string{"192.0.2.0/24", "2001:db8::/32"}) {
+		t.Fatalf("oncall: %+v", a)
+	}
+	if a[1].Name != "gone" || !reflect.DeepEqual(a[1].TrustedHosts, []string{"0.0.0.0/0", "::/0", "198.51.100.0/24"}) {
+		t.Fatalf("re-created entry: %+v", a[1])
+	}
+}
+
+// What the first release refused is refused still, naming the value.
+func TestFormat1AdminBadValues(t *testing.T) {
+	for body, want := range map[string]string{
+		"set trusthost1 192.0.2.0 255.0.255.0":  `"192.0.2.0 255.0.255.0" is not an IPv4 or IPv6 prefix`,
+		"set trusthost3 xyz":                    `"xyz" is not an IPv4 or IPv6 prefix`,
+		`set ssh-public-key1 "ssh-rsa garbage"`: "sshkey: not an SSH public key",
+	} {
+		_, err := config.Parse(v1AdminText(body), testEnv())
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: %v, want %q", body, err, want)
+		}
 	}
 }

@@ -23,16 +23,17 @@ end
 config system admin
     edit admin
         set password "Str0ng!Passw0rd"
-        set trusthost1 192.0.2.0 255.255.255.0
-        set trusthost2 10.0.0.0/8
-        unset trusthost2
-        set trusthost3 2001:db8::/32
+        set trusted-hosts 10.0.0.0/8
+        unset trusted-hosts
+        set trusted-hosts 192.0.2.0/24 2001:DB8::/32
+        append trusted-hosts 2001:db8::/32 198.51.100.7
         set comments "say \"hi\" \\ back slash  and  two  spaces"
     next
     edit "ro.user@example.com"
         set access-profile read_only_prof
         set password ENC ` + pwHash + `
-        set ssh-public-key1 "` + testAuthKey(t) + `"
+        set sshkey "` + testAuthKey(t) + `"
+        append sshkey "` + otherAuthKey(t) + `"
         set comments 'single "quoted"'
     next
 end
@@ -232,7 +233,8 @@ func TestRenderShape(t *testing.T) {
 		"config system global\n    set hostname \"mg1\"\n",
 		"    set ssl-versions tls1_2 tls1_3\n",
 		"    set strong-crypto disable\n",
-		"        set trusthost1 192.0.2.0/24\n        set trusthost2 ::/0\n        set trusthost3 2001:db8::/32\n",
+		"        set trusted-hosts 192.0.2.0/24 2001:db8::/32 198.51.100.7/32\n",
+		"        set sshkey \"" + testAuthKey(t) + "\" \"" + otherAuthKey(t) + "\"\n",
 		`        set comments "say \"hi\" \\ back slash  and  two  spaces"` + "\n",
 		"    edit \"ro.user@example.com\"\n",
 		"        set comments \"single \\\"quoted\\\"\"\n",
@@ -275,7 +277,7 @@ func TestRenderShape(t *testing.T) {
 	}
 
 	show := config.Render(c, false)
-	for _, absent := range []string{"set operation-mode", "set admin-idle-timeout 15", "trusthost2", "config system global\n    set hostname \"mg1\"\n    set operation-mode"} {
+	for _, absent := range []string{"set operation-mode", "set admin-idle-timeout 15", "set trusted-hosts 0.0.0.0/0 ::/0", "config system global\n    set hostname \"mg1\"\n    set operation-mode"} {
 		if strings.Contains(show, absent) {
 			t.Errorf("show contains factory value %q", absent)
 		}

@@ -255,6 +255,12 @@ func (a *Attr) Syntax() string {
 	case TEnumList:
 		return "{" + strings.Join(a.Enum, " ") + "}..."
 	case TStringList:
+		switch a.Check {
+		case "prefix":
+			return "<ip/prefix>..."
+		case "authkey":
+			return "<\"ssh public key\">..."
+		}
 		return "<string>..."
 	case TIP:
 		return "<ip address>"

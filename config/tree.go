@@ -11,7 +11,9 @@
 //	range:"min-max"         integer range
 //	default:"..."           factory value in CLI syntax
 //	ref:"profile tls"       the table a ref names
-//	check:"hostname|..."    an extra value check (see checks in value.go)
+//	check:"hostname|..."    an extra value check (see checks in value.go);
+//	                        on a []string, of each element ("prefix" is
+//	                        for lists only: elements are address/prefix)
 //
 // A struct field whose type is a struct is a section (`config system dns`),
 // a slice of structs is a table of entries (`config domain` / `edit ...`).
@@ -58,16 +60,12 @@ type Global struct {
 
 // Admin is one `config system admin` entry.
 type Admin struct {
-	Name          string `cfg:"name,key" check:"username"`
-	Password      string `cfg:"password" type:"password" help:"Password (stored as a bcrypt hash)."`
-	SSHPublicKey1 string `cfg:"ssh-public-key1" check:"authkey" help:"SSH public key (authorized_keys format)."`
-	SSHPublicKey2 string `cfg:"ssh-public-key2" check:"authkey" help:"SSH public key (authorized_keys format)."`
-	SSHPublicKey3 string `cfg:"ssh-public-key3" check:"authkey" help:"SSH public key (authorized_keys format)."`
-	Trusthost1    string `cfg:"trusthost1" type:"prefix" default:"0.0.0.0/0" help:"Trusted host network (IPv4 or IPv6)."`
-	Trusthost2    string `cfg:"trusthost2" type:"prefix" default:"::/0" help:"Trusted host network (IPv4 or IPv6)."`
-	Trusthost3    string `cfg:"trusthost3" type:"prefix" help:"Trusted host network (IPv4 or IPv6)."`
-	AccessProfile string `cfg:"access-profile" enum:"super_admin_prof|read_only_prof" default:"super_admin_prof" help:"Access profile."`
-	Comments      string `cfg:"comments" help:"Comments."`
+	Name          string   `cfg:"name,key" check:"username"`
+	Password      string   `cfg:"password" type:"password" help:"Password (stored as a bcrypt hash)."`
+	SSHKeys       []string `cfg:"sshkey" check:"authkey" help:"SSH public keys that log in as this administrator: a list, each key one quoted word in authorized_keys format (\"ssh-ed25519 AAAA... you@host\")."`
+	TrustedHosts  []string `cfg:"trusted-hosts" check:"prefix" default:"0.0.0.0/0 ::/0" help:"Networks this administrator may log in from: a list of IPv4 or IPv6 prefixes (192.0.2.0/24 2001:db8::/32); the default is any address."`
+	AccessProfile string   `cfg:"access-profile" enum:"super_admin_prof|read_only_prof" default:"super_admin_prof" help:"Access profile."`
+	Comments      string   `cfg:"comments" help:"Comments."`
 }
 
 // DNS is `config system dns`.

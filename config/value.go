@@ -88,10 +88,11 @@ func (a *Attr) parse(toks []Token, env *Env) (reflect.Value, error) {
 	case TStringList:
 		var out []string
 		for _, t := range toks {
-			if err := a.check(t.Text); err != nil {
+			w, err := a.checkElem(t.Text)
+			if err != nil {
 				return reflect.Value{}, err
 			}
-			out = append(out, t.Text)
+			out = append(out, w)
 		}
 		return reflect.ValueOf(out), nil
 	case TIP:
@@ -308,6 +309,40 @@ func isDNSName(s string) bool {
 	return true
 }
 
+// checkElem applies the attribute's extra check to one element of a list
+// and returns the element as stored. A list of prefixes ("prefix") takes
+// each element as address/prefix (a bare address is a host prefix) and
+// stores it in canonical form. An empty key or prefix is refused (`unset`
+// clears the list); other lists keep accepting empty words, as stored
+// configurations may hold them.
+func (a *Attr) checkElem(s string) (string, error) {
+	if s == "" && (a.Check == "prefix" || a.Check == "authkey") {
+		return "", valueErr(s, "%s: an empty element; unset %s clears the list", a.Name, a.Name)
+	}
+	if a.Check != "prefix" {
+		return s, a.check(s)
+	}
+	if strings.Contains(s, "%") {
+		return "", valueErr(s, "%s: element %q is not an IPv4 or IPv6 prefix (a zone is not allowed)", a.Name, s)
+	}
+	if ip, err := netip.ParseAddr(s); err == nil && ip.Is4() && isNetmask(ip) {
+		return "", valueErr(s, "%s: element %q is a netmask: write each network as address/prefix, e.g. 192.0.2.0/24", a.Name, s)
+	}
+	p, err := parsePrefix([]Token{{Text: s}})
+	if err != nil {
+		return "", valueErr(s, "%s: element %q is not an IPv4 or IPv6 prefix (e.g. 192.0.2.0/24 or 2001:db8::/32)", a.Name, s)
+	}
+	return p, nil
+}
+
+// isNetmask reports whether an IPv4 address reads as a netmask
+// (255.255.255.0, 255.0.0.0, 0.0.0.0), not as a host.
+func isNetmask(ip netip.Addr) bool {
+	m := ip.As4()
+	v := uint32(m[0])<<24 | uint32(m[1])<<16 | uint32(m[2])<<8 | uint32(m[3])
+	return v == 0 || (m[0] == 255 && v|(v-1) == ^uint32(0)) || v == ^uint32(0)
+}
+
 // check applies the attribute's extra check to one word.
 func (a *Attr) check(s string) error {
 	if s == "" {
@@ -379,7 +414,7 @@ func (a *Attr) format(v reflect.Value) (string, bool) {
 		words := make([]string, v.Len())
 		for i := range words {
 			words[i] = v.Index(i).String()
-			if a.Type == TStringList {
+			if a.Type == TStringList && a.Check != "prefix" {
 				words[i] = Quote(words[i])
 			}
 		}

@@ -1,6 +1,7 @@
 // Package sshtest drives the appliance's SSH CLI with the OpenSSH client,
-// as an admin would: password login through an askpass helper, commands
-// as arguments or piped on stdin, -tt for an interactive session.
+// as an admin would: password login through an askpass helper or a public
+// key, commands as arguments or piped on stdin, -tt for an interactive
+// session.
 package sshtest
 
 import (
@@ -48,23 +49,35 @@ func New(t testing.TB, port int) *Client {
 // ssh itself failed).
 func (c *Client) Run(password, stdin string, args ...string) (string, int) {
 	c.t.Helper()
-	return c.tool("ssh", "-p", password, stdin, args)
+	return c.tool("ssh", "-p", password, stdin, passwordAuth, args)
+}
+
+// RunKey runs ssh the same way with public-key authentication only, the
+// private key read from the file identity (OpenSSH format).
+func (c *Client) RunKey(identity, stdin string, args ...string) (string, int) {
+	c.t.Helper()
+	auth := []string{"-o", "PreferredAuthentications=publickey", "-o", "PubkeyAuthentication=yes",
+		"-o", "IdentitiesOnly=yes", "-o", "IdentityAgent=none", "-o", "BatchMode=yes", "-i", identity}
+	return c.tool("ssh", "-p", "", stdin, auth, args)
 }
 
 // SCP runs scp the same way (["-O",] file, "admin@127.0.0.1:image").
 func (c *Client) SCP(password string, args ...string) (string, int) {
 	c.t.Helper()
-	return c.tool("scp", "-P", password, "", args)
+	return c.tool("scp", "-P", password, "", passwordAuth, args)
 }
 
+// passwordAuth makes the client log in with the askpass password only.
+var passwordAuth = []string{"-o", "PreferredAuthentications=password", "-o", "PubkeyAuthentication=no", "-o", "NumberOfPasswordPrompts=1"}
+
 // tool runs an OpenSSH client program, portFlag naming its option for the
-// port.
-func (c *Client) tool(name, portFlag, password, stdin string, args []string) (string, int) {
+// port, auth its authentication options.
+func (c *Client) tool(name, portFlag, password, stdin string, auth, args []string) (string, int) {
 	c.t.Helper()
 	base := []string{portFlag, strconv.Itoa(c.Port),
 		"-o", "StrictHostKeyChecking=accept-new", "-o", "UserKnownHostsFile=" + c.knownHosts, "-o", "LogLevel=ERROR",
-		"-o", "PreferredAuthentications=password", "-o", "PubkeyAuthentication=no",
-		"-o", "NumberOfPasswordPrompts=1", "-o", "ConnectTimeout=10"}
+		"-o", "ConnectTimeout=10"}
+	base = append(base, auth...)
 	ctx, cancel := context.WithTimeout(context.Background(), c.Timeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, name, append(base, args...)...)

@@ -56,7 +56,7 @@ func newEnv(t *testing.T) *testEnv {
 
 // setPassword gives an administrator a password (adding the admin with
 // the profile and trusted host when it does not exist).
-func (e *testEnv) addAdmin(name, password, profile, trusthost string) {
+func (e *testEnv) addAdmin(name, password, profile, trustedHost string) {
 	e.t.Helper()
 	h, err := config.HashPassword(password, e.svc.Env())
 	if err != nil {
@@ -72,9 +72,9 @@ func (e *testEnv) addAdmin(name, password, profile, trusthost string) {
 		if profile == "" {
 			profile = "super_admin_prof"
 		}
-		ad := config.Admin{Name: name, Password: h, AccessProfile: profile, Trusthost1: trusthost}
-		if trusthost == "" {
-			ad.Trusthost1, ad.Trusthost2 = "0.0.0.0/0", "::/0"
+		ad := config.Admin{Name: name, Password: h, AccessProfile: profile, TrustedHosts: []string{trustedHost}}
+		if trustedHost == "" {
+			ad.TrustedHosts = []string{"0.0.0.0/0", "::/0"}
 		}
 		c.System.Admin = append(c.System.Admin, ad)
 		return nil

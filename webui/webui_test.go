@@ -193,7 +193,7 @@ func TestTrustHost(t *testing.T) {
 	e.svc.Update("test", "", func(c *config.Config) error {
 		for i := range c.System.Admin {
 			if c.System.Admin[i].Name == "local" {
-				c.System.Admin[i].Trusthost1 = "10.0.0.0/8"
+				c.System.Admin[i].TrustedHosts = []string{"10.0.0.0/8"}
 			}
 		}
 		return nil

@@ -288,7 +288,7 @@ func TestEveryCommandOverOpenSSH(t *testing.T) {
 		"entry not found\nCommand fail. Return code",
 		"This operation will clear all table!",
 		"admin-idle-timeout  Idle timeout of admin sessions, in minutes. <integer 1-480>",
-		"admin-idle-timeout      : 20",
+		"admin-idle-timeout      : 20", // get aligns on admin-lockout-threshold
 		"Certificate \"web\" issued by the device CA.",
 		"Certificate \"pem\" imported: CN=mail.example.org",
 		"Certificate \"p12\" imported: CN=mail.example.org",
@@ -418,5 +418,70 @@ func TestPortsFromEnvironment(t *testing.T) {
 	msg, err := bad.CombinedOutput()
 	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 2 || !strings.Contains(string(msg), `MAILGATE_SMTP_PORT="25x" is not a port number`) {
 		t.Fatalf("bad port in the environment: %v\n%s", err, msg)
+	}
+}
+
+// newKey makes an OpenSSH key pair in dir and returns the private key's
+// file and the public key's authorized_keys line.
+func newKey(t *testing.T, dir, name string) (identity, line string) {
+	t.Helper()
+	identity = filepath.Join(dir, name)
+	if out, err := exec.Command("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", name+"@host", "-f", identity).CombinedOutput(); err != nil {
+		t.Fatalf("ssh-keygen: %v\n%s", err, out)
+	}
+	pub, err := os.ReadFile(identity + ".pub")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return identity, strings.TrimSpace(string(pub))
+}
+
+// The README's `set sshkey` over OpenSSH: the key logs in, a second one
+// appended does too, and trusted-hosts decides where from.
+func TestSSHKeyAndTrustedHostsWithOpenSSH(t *testing.T) {
+	a := startFresh(t)
+	dir := t.TempDir()
+	id1, key1 := newKey(t, dir, "one")
+	id2, key2 := newKey(t, dir, "two")
+	if out, code := a.client.RunKey(id1, "", "admin@127.0.0.1", "show system admin"); code != 255 {
+		t.Fatalf("key login before sshkey is set: %d\n%s", code, out)
+	}
+	script := "config system admin\n    edit admin\n        set sshkey \"" + key1 + "\"\n    next\nend\n"
+	if out, code := a.ssh(newPassword, script, "admin@127.0.0.1"); code != 0 {
+		t.Fatalf("set sshkey: %d\n%s", code, out)
+	}
+	out, code := a.client.RunKey(id1, "", "admin@127.0.0.1", "show system admin")
+	if code != 0 || !strings.Contains(out, "        set sshkey \""+key1+"\"\n") {
+		t.Fatalf("key login: %d\n%s", code, out)
+	}
+	if out, code := a.client.RunKey(id2, "", "admin@127.0.0.1", "show system admin"); code != 255 {
+		t.Fatalf("another key logged in: %d\n%s", code, out)
+	}
+	// append adds the second key; a bad element is refused by name.
+	script = "config system admin\n    edit admin\n        append sshkey \"" + key2 + "\"\n" +
+		"        set trusted-hosts 127.0.0.0/8 ::1/128\n    next\nend\n"
+	if out, code := a.client.RunKey(id1, script, "admin@127.0.0.1"); code != 0 {
+		t.Fatalf("append sshkey: %d\n%s", code, out)
+	}
+	out, code = a.client.RunKey(id2, "", "admin@127.0.0.1", "show system admin")
+	if code != 0 || !strings.Contains(out, "        set sshkey \""+key1+"\" \""+key2+"\"\n") ||
+		!strings.Contains(out, "        set trusted-hosts 127.0.0.0/8 ::1/128\n") {
+		t.Fatalf("second key: %d\n%s", code, out)
+	}
+	bad := "config system admin\n    edit admin\n        set trusted-hosts 127.0.0.0/8 10.0.0.0/33\n    next\nend\n"
+	if out, code := a.ssh(newPassword, bad, "admin@127.0.0.1"); code == 0 || !strings.Contains(out, `element "10.0.0.0/33" is not an IPv4 or IPv6 prefix`) {
+		t.Fatalf("bad trusted host: %d\n%s", code, out)
+	}
+	// Narrowed to a network the client is not in: neither the key nor
+	// the password logs in.
+	narrow := "config system admin\n    edit admin\n        set trusted-hosts 192.0.2.0/24\n    next\nend\n"
+	if out, code := a.ssh(newPassword, narrow, "admin@127.0.0.1"); code != 0 {
+		t.Fatalf("narrow trusted-hosts: %d\n%s", code, out)
+	}
+	if out, code := a.client.RunKey(id1, "", "admin@127.0.0.1", "show system admin"); code != 255 {
+		t.Fatalf("key login from an untrusted host: %d\n%s", code, out)
+	}
+	if out, code := a.ssh(newPassword, "", "admin@127.0.0.1", "show system admin"); code != 255 {
+		t.Fatalf("password login from an untrusted host: %d\n%s", code, out)
 	}
 }

@@ -132,6 +132,12 @@ func TestOldBackupRestoresOverSSH(t *testing.T) {
 	}
 	// Turn it into what the first release wrote.
 	header, body, _ := strings.Cut(backup, "\n")
+	const hosts = "        set trusted-hosts 0.0.0.0/0 ::/0\n"
+	if !strings.Contains(body, hosts) {
+		t.Fatalf("backup lacks %q:\n%s", hosts, body)
+	}
+	id, key := newKey(t, t.TempDir(), "old")
+	body = strings.Replace(body, hosts, "        set ssh-public-key2 \""+key+"\"\n        set trusthost1 127.0.0.0/8\n        set trusthost2 ::1/128\n", 1)
 	old := strings.TrimSuffix(header, ":format=2") + "\n" + body +
 		"config mailsetting mail-server-settings\n    set smtp-msa-status disable\nend\n" +
 		"config mailsetting queue\n    set retry-interval 7\nend\n" +
@@ -143,14 +149,18 @@ func TestOldBackupRestoresOverSSH(t *testing.T) {
 	out, _ := a.ssh(newPassword, "", "admin@127.0.0.1", "show full-configuration")
 	for _, want := range []string{"config system mailserver\n", "    set smtp-msa disable\n", "    set queue-retry 7\n",
 		"config mailsetting relay-host-list\n", `        set host-name "relay.example.net"`, "        set host-port 587\n",
-		"        set authenticated authenticated\n", "    set relay-server-status enable\n"} {
+		"        set authenticated authenticated\n", "    set relay-server-status enable\n", "        set sshkey \"" + key + "\"\n", "        set trusted-hosts 127.0.0.0/8 ::1/128\n"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("show full-configuration lacks %q", want)
 		}
 	}
-	for _, gone := range []string{"mail-server-settings", "relayserver", "retry-interval", "authenticated yes"} {
+	for _, gone := range []string{"mail-server-settings", "relayserver", "retry-interval", "authenticated yes", "ssh-public-key", "trusthost"} {
 		if strings.Contains(out, gone) {
 			t.Errorf("show full-configuration still has %q", gone)
 		}
+	}
+	// The key of the old backup logs in.
+	if out, code := a.client.RunKey(id, "", "admin@127.0.0.1", "get system status"); code != 0 {
+		t.Errorf("key of the old backup: %d\n%s", code, out)
 	}
 }
