@@ -65,7 +65,7 @@ type Admin struct {
 	SSHKeys       []string `cfg:"sshkey" check:"authkey" help:"SSH public keys that log in as this administrator: a list, each key one quoted word in authorized_keys format (\"ssh-ed25519 AAAA... you@host\")."`
 	TrustedHosts  []string `cfg:"trusted-hosts" check:"prefix" default:"0.0.0.0/0 ::/0" help:"Networks this administrator may log in from: a list of IPv4 or IPv6 prefixes (192.0.2.0/24 2001:db8::/32); the default is any address."`
 	AccessProfile string   `cfg:"access-profile" enum:"super_admin_prof|read_only_prof" default:"super_admin_prof" help:"Access profile."`
-	Comments      string   `cfg:"comments" help:"Comments."`
+	Comments      string   `cfg:"comments" fm:"none" help:"Comments."`
 }
 
 // DNS is `config system dns`.
