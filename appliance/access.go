@@ -14,7 +14,7 @@ import (
 	"mailgate/policy"
 )
 
-// accessGuard enforces `system interface … allowaccess`: a connection
+// accessGuard enforces `system interface … allowaccess` and `mailaccess`: a connection
 // to a service that its interface does not allow is closed as soon as it
 // is accepted (policy.InterfaceAccess decides).
 type accessGuard struct {
@@ -73,7 +73,7 @@ func (g *accessGuard) allow(c net.Conn, service string) bool {
 	g.mu.Unlock()
 	if !quiet {
 		remote, _ := addrOf(c.RemoteAddr())
-		g.event(fmt.Sprintf("%s connection from %s refused on %s: not in its allowaccess", service, remote, port))
+		g.event(fmt.Sprintf("%s connection from %s refused on %s: not in its %s", service, remote, port, policy.AccessAttribute(service)))
 	}
 	return false
 }

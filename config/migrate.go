@@ -141,6 +141,10 @@ func Migrate(text string, from int) string {
 			if len(stack) == 0 || len(toks) < 2 {
 				break
 			}
+			if len(stack) == 1 && stack[0].path == "system interface" && toks[1].Text == "allowaccess" && !hasAttr(recs, i, "mailaccess") {
+				raw = migrateAllowAccess(indent, toks, nl)
+				break
+			}
 			ren := stack[len(stack)-1].ren
 			if ren == nil {
 				break
@@ -167,6 +171,67 @@ func Migrate(text string, from int) string {
 		out.WriteString("config system mailserver\n    set relay-server-status enable\nend\n")
 	}
 	return out.String()
+}
+
+// hasAttr reports whether the entry of recs[at] sets attr in a later
+// line: a text that has mailaccess is in format 2 already.
+func hasAttr(recs []record, at int, attr string) bool {
+	for _, r := range recs[at+1:] {
+		if len(r.toks) == 0 || IsComment(r.toks) {
+			continue
+		}
+		switch r.toks[0].Text {
+		case "next", "end", "edit", "config":
+			return false
+		}
+		if len(r.toks) > 1 && r.toks[1].Text == attr {
+			return true
+		}
+	}
+	return false
+}
+
+// v1MailAccess is what format 1's allowaccess smtp opened: every mail
+// port, which format 2 lists in mailaccess.
+const v1MailAccess = "smtp smtps imap imaps pop3 pop3s"
+
+// migrateAllowAccess splits a format 1 allowaccess line of a system
+// interface entry into allowaccess (ping, ssh, https) and mailaccess:
+// every mail service with smtp, none without it.
+func migrateAllowAccess(indent string, toks []Token, nl string) string {
+	verb := toks[0].Text
+	if verb == "unset" {
+		return indent + "unset allowaccess\n" + indent + "unset mailaccess" + nl
+	}
+	var admin []string
+	mail := ""
+	for _, t := range toks[2:] {
+		if t.Text == "smtp" {
+			mail = v1MailAccess
+		} else {
+			admin = append(admin, t.Text)
+		}
+	}
+	if verb == "append" {
+		var out []string
+		if len(admin) > 0 {
+			out = append(out, indent+"append allowaccess "+strings.Join(admin, " "))
+		}
+		if mail != "" {
+			out = append(out, indent+"append mailaccess "+mail)
+		}
+		if len(out) == 0 {
+			return ""
+		}
+		return strings.Join(out, "\n") + nl
+	}
+	orNone := func(words string) string {
+		if words == "" {
+			return `""`
+		}
+		return words
+	}
+	return indent + "set allowaccess " + orNone(strings.Join(admin, " ")) + "\n" + indent + "set mailaccess " + orNone(mail) + nl
 }
 
 // A record is one logical line of a text: its physical lines (a quoted

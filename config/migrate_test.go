@@ -2,6 +2,7 @@ package config_test
 
 import (
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
@@ -155,6 +156,28 @@ func TestOldBackupReadInNewNames(t *testing.T) {
 	// the domain keeps smtps, a comment keeps its text.
 	if !old.Domain[0].SMTPS || old.Domain[0].Comments != "set server x" {
 		t.Fatalf("domain: %+v", old.Domain[0])
+	}
+}
+
+// Format 1's allowaccess smtp opened every mail port; format 2 lists them
+// in mailaccess.
+func TestOldAllowAccessSplits(t *testing.T) {
+	old := "#config-version=mailgate-v0.7.0:opmode=gateway:user=admin\nconfig system interface\n" +
+		"    edit \"port1\"\n        set allowaccess ping ssh https smtp\n    next\n" +
+		"    edit \"port2\"\n        set allowaccess ssh\n    next\n" +
+		"    edit \"port3\"\n        set allowaccess smtp\n    next\n" +
+		"    edit \"port4\"\n    next\nend\n"
+	c := mustParse(t, old, testEnv())
+	for i, want := range [][2][]string{
+		{{"ping", "ssh", "https"}, {"smtp", "smtps", "imap", "imaps", "pop3", "pop3s"}},
+		{{"ssh"}, nil},
+		{nil, {"smtp", "smtps", "imap", "imaps", "pop3", "pop3s"}},
+		{{"ping", "ssh", "https"}, {"smtp", "smtps", "imap", "imaps", "pop3", "pop3s"}},
+	} {
+		ifc := c.System.Interface[i]
+		if !slices.Equal(ifc.AllowAccess, want[0]) || !slices.Equal(ifc.MailAccess, want[1]) {
+			t.Errorf("%s: allowaccess %q mailaccess %q, want %q %q", ifc.Name, ifc.AllowAccess, ifc.MailAccess, want[0], want[1])
+		}
 	}
 }
 

@@ -163,7 +163,7 @@ func (r *renderer) attrs(v reflect.Value, n *Node, indent int) {
 		switch {
 		case ok:
 			r.line(indent, "set "+a.Name+" "+val)
-		case defOK && (a.Type == TString || a.Type == TText || a.Type == TRef):
+		case defOK && (a.Type == TString || a.Type == TText || a.Type == TRef || a.Type == TEnumList):
 			r.line(indent, "set "+a.Name+` ""`)
 		case defOK:
 			r.line(indent, "unset "+a.Name)

@@ -46,6 +46,7 @@ config system interface
         set mode static
         set ip 192.0.2.10/24
         set allowaccess ssh ping
+        set mailaccess ""
     next
     edit port2
     next

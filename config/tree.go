@@ -81,7 +81,8 @@ type Interface struct {
 	Name        string   `cfg:"name,key" check:"ifname"`
 	Mode        string   `cfg:"mode" enum:"static|dhcp" default:"dhcp" help:"Addressing mode."`
 	IP          string   `cfg:"ip" type:"prefix" help:"Address and prefix length in static mode, e.g. 192.0.2.10/24."`
-	AllowAccess []string `cfg:"allowaccess" enum:"ping|ssh|https|smtp" default:"ping ssh https smtp" help:"Services reachable on this interface: ssh (CLI), https (web UI), smtp (mail ports); ping is answered while any interface allows it."`
+	AllowAccess []string `cfg:"allowaccess" enum:"ping|ssh|https" default:"ping ssh https" help:"Administrative access on this interface: ssh (CLI), https (web UI); ping is answered while any interface allows it (FortiMail's http, snmp and telnet: mailgate has no such service)."`
+	MailAccess  []string `cfg:"mailaccess" enum:"smtp|smtps|imap|imaps|pop3|pop3s" default:"smtp smtps imap imaps pop3 pop3s" help:"Mail services reachable on this interface: smtp (SMTP and submission ports), smtps (SMTPS port); imap, imaps, pop3, pop3s in server mode."`
 }
 
 // Route is one `config system route` entry.

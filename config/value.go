@@ -70,6 +70,9 @@ func (a *Attr) parse(toks []Token, env *Env) (reflect.Value, error) {
 		}
 		return reflect.ValueOf(v), nil
 	case TEnumList:
+		if len(toks) == 1 && toks[0].Quoted && toks[0].Text == "" {
+			return reflect.ValueOf([]string(nil)), nil // set allowaccess "": none
+		}
 		seen := map[string]bool{}
 		for _, t := range toks {
 			v, ok := matchWord(t.Text, a.Enum)

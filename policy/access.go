@@ -36,18 +36,18 @@ func PortName(kernel []KernelInterface, name string) string {
 	return ""
 }
 
-// InterfaceAccess decides whether service ("ssh", "https", "smtp") may be
-// reached on local, the address a connection came in on, by the
-// allowaccess of the `system interface` entry of the interface that holds
+// InterfaceAccess decides whether service ("ssh", "https", "smtp",
+// "smtps") may be reached on local, the address a connection came in on,
+// by the allowaccess or mailaccess (Allows) of the `system interface` entry of the interface that holds
 // it. Loopback addresses are always allowed: they are the appliance
 // itself. So is an address no interface holds (the table may be a moment
 // old) and an interface without an entry, which has the factory's
-// allowaccess. kernel returns the kernel's interfaces; it is only called
+// access. kernel returns the kernel's interfaces; it is only called
 // when some entry leaves service out. port is the interface's
 // configuration name ("" when none or not looked up).
 func InterfaceAccess(cfg []config.Interface, kernel func() []KernelInterface, local netip.Addr, service string) (allowed bool, port string) {
 	local = local.Unmap()
-	if local.IsLoopback() || !slices.ContainsFunc(cfg, func(ifc config.Interface) bool { return !slices.Contains(ifc.AllowAccess, service) }) {
+	if local.IsLoopback() || !slices.ContainsFunc(cfg, func(ifc config.Interface) bool { return !Allows(ifc, service) }) {
 		return true, ""
 	}
 	table := kernel()
@@ -58,12 +58,31 @@ func InterfaceAccess(cfg []config.Interface, kernel func() []KernelInterface, lo
 		port = PortName(table, k.Name)
 		for _, ifc := range cfg {
 			if ifc.Name == port {
-				return slices.Contains(ifc.AllowAccess, service), port
+				return Allows(ifc, service), port
 			}
 		}
 		return true, port
 	}
 	return true, ""
+}
+
+// Allows reports whether an interface entry lets service in: a mail
+// service ("smtp", "smtps", "imap", "imaps", "pop3", "pop3s") by its
+// mailaccess, the others ("ssh", "https", "ping") by its allowaccess.
+func Allows(ifc config.Interface, service string) bool {
+	if AccessAttribute(service) == "mailaccess" {
+		return slices.Contains(ifc.MailAccess, service)
+	}
+	return slices.Contains(ifc.AllowAccess, service)
+}
+
+// AccessAttribute names the interface attribute that lists service.
+func AccessAttribute(service string) string {
+	switch service {
+	case "smtp", "smtps", "imap", "imaps", "pop3", "pop3s":
+		return "mailaccess"
+	}
+	return "allowaccess"
 }
 
 // PingAllowed reports whether any configured interface allows ping. The

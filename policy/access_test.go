@@ -24,7 +24,7 @@ func TestInterfaceAccess(t *testing.T) {
 	kernel := func() []KernelInterface { reads++; return table }
 	cfg := []config.Interface{
 		{Name: "port1", AllowAccess: []string{"ssh", "https"}},
-		{Name: "port2", AllowAccess: []string{"smtp"}},
+		{Name: "port2", MailAccess: []string{"smtp"}},
 	}
 	for _, tc := range []struct {
 		local, service string
@@ -38,8 +38,9 @@ func TestInterfaceAccess(t *testing.T) {
 		{"::ffff:192.0.2.10", "smtp", false, "port1"},
 		{"198.51.100.1", "ssh", false, "port2"},
 		{"198.51.100.1", "smtp", true, "port2"},
-		{"203.0.113.1", "ssh", true, "port3"}, // no entry: the factory's allowaccess
-		{"127.0.0.1", "ssh", true, ""},        // the appliance itself
+		{"198.51.100.1", "smtps", false, "port2"}, // mailaccess lists it apart
+		{"203.0.113.1", "ssh", true, "port3"},     // no entry: the factory's allowaccess
+		{"127.0.0.1", "ssh", true, ""},            // the appliance itself
 		{"::1", "smtp", true, ""},
 		{"192.0.2.99", "ssh", true, ""}, // held by no interface (yet)
 	} {
@@ -51,7 +52,7 @@ func TestInterfaceAccess(t *testing.T) {
 	// A service every entry allows is allowed without reading the kernel's
 	// table (the factory configuration, on every accepted connection).
 	reads = 0
-	everywhere := []config.Interface{{Name: "port1", AllowAccess: []string{"ssh", "smtp"}}, {Name: "port2", AllowAccess: []string{"smtp"}}}
+	everywhere := []config.Interface{{Name: "port1", AllowAccess: []string{"ssh"}, MailAccess: []string{"smtp"}}, {Name: "port2", MailAccess: []string{"smtp"}}}
 	if ok, port := InterfaceAccess(everywhere, kernel, a("198.51.100.1"), "smtp"); !ok || port != "" || reads != 0 {
 		t.Errorf("smtp allowed everywhere: %v on %q, %d table reads", ok, port, reads)
 	}

@@ -60,9 +60,10 @@ func testNetns(t *testing.T) (ns, applianceIP, hostIP string) {
 func TestAllowAccessPerInterface(t *testing.T) {
 	ns, addr, hostIP := testNetns(t)
 	bin := buildBinary(t)
-	sshPort, webPort, smtpPort := postfixtest.Port(t), postfixtest.Port(t), postfixtest.Port(t)
+	sshPort, webPort, smtpPort, smtpsPort := postfixtest.Port(t), postfixtest.Port(t), postfixtest.Port(t), postfixtest.Port(t)
 	cmd := exec.Command("ip", "netns", "exec", ns, bin, "-profile", "dev", "-data", filepath.Join(t.TempDir(), "data"),
-		"-ssh-port", strconv.Itoa(sshPort), "-https-port", strconv.Itoa(webPort), "-smtp-port", strconv.Itoa(smtpPort), "-manage-icmp")
+		"-ssh-port", strconv.Itoa(sshPort), "-https-port", strconv.Itoa(webPort), "-smtp-port", strconv.Itoa(smtpPort),
+		"-smtps-port", strconv.Itoa(smtpsPort), "-manage-icmp")
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
@@ -71,7 +72,7 @@ func TestAllowAccessPerInterface(t *testing.T) {
 	}
 	t.Cleanup(func() { syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL); cmd.Wait() })
 	at := func(port int) string { return net.JoinHostPort(addr, strconv.Itoa(port)) }
-	for _, p := range []int{sshPort, webPort, smtpPort} {
+	for _, p := range []int{sshPort, webPort, smtpPort, smtpsPort} {
 		if err := postfixtest.WaitListening(at(p), 20*time.Second); err != nil {
 			t.Fatalf("appliance in the namespace: %v\n%s", err, out.String())
 		}
@@ -90,11 +91,19 @@ func TestAllowAccessPerInterface(t *testing.T) {
 	ping := func() bool {
 		return exec.Command("ping", "-c", "1", "-W", "2", addr).Run() == nil
 	}
-	set := func(services string) {
+	set := func(services, mail string) {
 		t.Helper()
-		if o, code := client.Run(newPassword, "config system interface\nedit port1\nset allowaccess "+services+"\nnext\nend\n", admin); code != 0 {
-			t.Fatalf("set allowaccess %s: %d\n%s", services, code, o)
+		if o, code := client.Run(newPassword, "config system interface\nedit port1\nset allowaccess "+services+"\nset mailaccess "+mail+"\nnext\nend\n", admin); code != 0 {
+			t.Fatalf("set allowaccess %s, mailaccess %s: %d\n%s", services, mail, code, o)
 		}
+	}
+	smtps := func() error {
+		c, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", at(smtpsPort), &tls.Config{InsecureSkipVerify: true})
+		if err == nil {
+			_, err = greeting(c)
+			c.Close()
+		}
+		return err
 	}
 
 	// The factory allows everything.
@@ -104,18 +113,25 @@ func TestAllowAccessPerInterface(t *testing.T) {
 	if _, err := greets(at(smtpPort)); err != nil {
 		t.Fatalf("SMTP: %v", err)
 	}
+	if err := smtps(); err != nil {
+		t.Fatalf("SMTPS: %v", err)
+	}
 	if !ping() {
 		t.Fatal("no answer to ping")
 	}
 
-	// Without https and ping: the web UI's connections are closed at once
-	// and ping goes unanswered; SSH and SMTP still answer.
-	set("ssh smtp")
+	// Without https and ping, and smtps: the web UI's and the SMTPS
+	// port's connections are closed at once and ping goes unanswered; SSH
+	// and SMTP still answer.
+	set("ssh", "smtp")
 	if err := web(); err == nil {
 		t.Fatal("web UI reachable without https in allowaccess")
 	}
 	if _, err := greets(at(smtpPort)); err != nil {
 		t.Fatalf("SMTP: %v", err)
+	}
+	if err := smtps(); err == nil {
+		t.Fatal("SMTPS served without smtps in mailaccess")
 	}
 	if ping() {
 		t.Fatal("ping answered without ping in allowaccess")
@@ -125,17 +141,21 @@ func TestAllowAccessPerInterface(t *testing.T) {
 		t.Fatalf("no event for the refused connection:\n%s", events)
 	}
 
-	// Without smtp: the mail port gives no greeting.
-	set("ssh https ping")
+	// Without smtp: the SMTP port gives no greeting; SMTPS is back.
+	set("ssh https ping", "smtps")
 	if g, err := greets(at(smtpPort)); err == nil {
-		t.Fatalf("SMTP greeting %q without smtp in allowaccess", g)
+		t.Fatalf("SMTP greeting %q without smtp in mailaccess", g)
 	}
-	if err := web(); err != nil || !ping() {
-		t.Fatalf("web UI (%v) or ping not back", err)
+	if err := web(); err != nil || !ping() || smtps() != nil {
+		t.Fatalf("web UI (%v), ping or SMTPS not back", err)
+	}
+	events, _ = client.Run(newPassword, "", admin, "diagnose log event 20 refused")
+	if !strings.Contains(events, "smtp connection from "+hostIP+" refused on port1: not in its mailaccess") {
+		t.Fatalf("no event for the refused SMTP connection:\n%s", events)
 	}
 
 	// Without ssh: the CLI is closed to this interface.
-	set("https smtp")
+	set("https", "smtp")
 	if o, code := client.Run(newPassword, "", admin, "get system status"); code == 0 {
 		t.Fatalf("SSH served without ssh in allowaccess:\n%s", o)
 	}

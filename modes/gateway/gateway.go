@@ -46,7 +46,7 @@ type Options struct {
 	// MXPort overrides port 25 for MX deliveries, for test networks.
 	MXPort int
 	// Guard, when set, wraps each mail listener, for the interfaces'
-	// allowaccess smtp (the appliance's access guard).
+	// mailaccess smtp and smtps (the appliance's access guard).
 	Guard func(ln net.Listener, service string) net.Listener
 }
 
@@ -266,7 +266,11 @@ func (m *Mode) Apply(c *config.Config) error {
 		m.listeners[k] = &listener{addr: addr, ln: ln}
 		serve := ln
 		if m.opt.Guard != nil {
-			serve = m.opt.Guard(ln, "smtp")
+			service := "smtp" // the SMTP and submission ports
+			if k == smtpd.SMTPS {
+				service = "smtps"
+			}
+			serve = m.opt.Guard(ln, service)
 		}
 		m.wg.Add(1)
 		go func(k smtpd.Kind) {
