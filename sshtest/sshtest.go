@@ -26,6 +26,9 @@ type Client struct {
 	knownHosts string
 	// Timeout bounds one ssh run (default 60 s).
 	Timeout time.Duration
+	// LogLevel is ssh's LogLevel ("" = ERROR: no diagnostics, and no
+	// pre-authentication banner, which ssh prints from INFO on).
+	LogLevel string
 }
 
 // New returns a client for port. It needs the OpenSSH client.
@@ -61,8 +64,12 @@ func (c *Client) SCP(password string, args ...string) (string, int) {
 // port.
 func (c *Client) tool(name, portFlag, password, stdin string, args []string) (string, int) {
 	c.t.Helper()
+	level := c.LogLevel
+	if level == "" {
+		level = "ERROR"
+	}
 	base := []string{portFlag, strconv.Itoa(c.Port),
-		"-o", "StrictHostKeyChecking=accept-new", "-o", "UserKnownHostsFile=" + c.knownHosts, "-o", "LogLevel=ERROR",
+		"-o", "StrictHostKeyChecking=accept-new", "-o", "UserKnownHostsFile=" + c.knownHosts, "-o", "LogLevel=" + level,
 		"-o", "PreferredAuthentications=password", "-o", "PubkeyAuthentication=no",
 		"-o", "NumberOfPasswordPrompts=1", "-o", "ConnectTimeout=10"}
 	ctx, cancel := context.WithTimeout(context.Background(), c.Timeout)
