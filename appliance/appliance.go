@@ -113,6 +113,7 @@ func Start(opt Options) (*Appliance, error) {
 	a.ssh, err = cli.NewServer(cli.ServerConfig{
 		HostKeyPEM: hostKey,
 		Accounts:   cli.ServiceAccounts(a.svc),
+		Banners:    cli.ServiceBanners(a.svc),
 		NewInterpreter: func(user string, readOnly bool) cli.Interpreter {
 			return cli.NewSession(a.svc, user, readOnly)
 		},

@@ -65,3 +65,13 @@ func (a serviceAccounts) IdleTimeout() time.Duration {
 	c, _ := a.svc.Config()
 	return time.Duration(c.System.Global.AdminIdleTimeout) * time.Minute
 }
+
+// ServiceBanners returns the administrators' login banners of the
+// committed configuration of svc, for ServerConfig.Banners.
+func ServiceBanners(svc *admin.Service) func() (pre, post string) {
+	return func() (string, string) {
+		c, _ := svc.Config()
+		g := &c.System.Global
+		return g.AdminPreLoginBanner(), g.AdminPostLoginBanner()
+	}
+}

@@ -462,7 +462,7 @@ func TestGetShowsAttributeValues(t *testing.T) {
 	s := NewSession(svc, "admin", false)
 	con := &scriptConsole{interactive: true}
 	out := mustRun(t, s, con, "get system global")
-	for _, want := range []string{"hostname                : mailgate", "strong-crypto           : enable", "ssl-versions            : tls1_2 tls1_3", "admin-lockout-threshold : 4"} {
+	for _, want := range []string{"hostname                  : mailgate", "strong-crypto             : enable", "ssl-versions              : tls1_2 tls1_3", "admin-lockout-threshold   : 4", "pre-login-banner          : \n"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("get system global lacks %q:\n%s", want, out)
 		}

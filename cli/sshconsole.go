@@ -138,6 +138,13 @@ func (s *Server) handleSession(sess ssh.Session) {
 		sess.Exit(1)
 		return
 	}
+	if sess.RawCommand() == "" {
+		// Only an interactive session shows the post-login banner: the
+		// output of a command run over ssh stays what the command prints.
+		if b := s.postLoginBanner(); b != "" {
+			tty.Write([]byte(b))
+		}
+	}
 	interp := s.cfg.NewInterpreter(user, info.ReadOnly)
 	defer interp.Close()
 	tty.interp = interp

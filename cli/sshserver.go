@@ -9,8 +9,10 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"strings"
 	"sync"
 	"time"
+	"unicode"
 
 	"github.com/gliderlabs/ssh"
 	gossh "golang.org/x/crypto/ssh"
@@ -33,7 +35,11 @@ type ServerConfig struct {
 	HostKeyPEM     []byte // OpenSSH PEM private host key; persisted by the caller
 	Accounts       Accounts
 	NewInterpreter func(admin string, readOnly bool) Interpreter
-	Banner         string // pre-login banner, may be ""
+	// Banners returns the pre-login banner, sent before authentication,
+	// and the post-login banner, printed at the start of an interactive
+	// session; "" for none. It is called afresh for every connection and
+	// session, so a committed change applies to the next one. May be nil.
+	Banners func() (pre, post string)
 	// Event is the event log sink (may be nil) for what the server logs
 	// itself: public-key logins, logouts, first-login password changes and
 	// refusals in the session handler. Password logins and every counted
@@ -103,16 +109,13 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 		listeners: map[net.Listener]struct{}{},
 		conns:     map[*sshConn]struct{}{},
 	}
-	banner := cfg.Banner
-	if banner != "" && banner[len(banner)-1] != '\n' {
-		banner += "\n"
-	}
 	s.srv = &ssh.Server{
 		Addr:        cfg.Addr,
 		Handler:     s.handleSession,
 		HostSigners: []ssh.Signer{signer},
 		Version:     "mailgate",
-		Banner:      banner,
+		// Asked once per connection, at the first authentication request.
+		BannerHandler: func(ssh.Context) string { return s.preLoginBanner() },
 		// Both handlers are always set: with neither, gliderlabs/ssh
 		// turns client authentication off. Keyboard-interactive is not
 		// offered.
@@ -126,6 +129,45 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 		SubsystemHandlers: map[string]ssh.SubsystemHandler{"sftp": s.handleSFTP},
 	}
 	return s, nil
+}
+
+// preLoginBanner is the SSH pre-authentication banner: the configured
+// text, cleaned for a terminal, ending with a line break; "" for none.
+func (s *Server) preLoginBanner() string {
+	if s.cfg.Banners == nil {
+		return ""
+	}
+	pre, _ := s.cfg.Banners()
+	return bannerText(pre)
+}
+
+// postLoginBanner is the text printed at the start of an interactive
+// session, like preLoginBanner.
+func (s *Server) postLoginBanner() string {
+	if s.cfg.Banners == nil {
+		return ""
+	}
+	_, post := s.cfg.Banners()
+	return bannerText(post)
+}
+
+// bannerText drops the control characters of t other than tab and line
+// feed (a banner must not drive the administrator's terminal) and ends it
+// with a line break; it returns "" for a text without anything to show.
+func bannerText(t string) string {
+	t = strings.Map(func(r rune) rune {
+		if r == '\t' || r == '\n' || !unicode.IsControl(r) {
+			return r
+		}
+		return -1
+	}, t)
+	if strings.TrimSpace(t) == "" {
+		return ""
+	}
+	if !strings.HasSuffix(t, "\n") {
+		t += "\n"
+	}
+	return t
 }
 
 // HostKeyFingerprint returns the host key fingerprint as OpenSSH prints it

@@ -338,7 +338,6 @@ func testStart(t *testing.T, mod func(*ServerConfig)) *testEnv {
 		NewInterpreter: func(admin string, ro bool) Interpreter {
 			return &fakeInterp{admin: admin, readOnly: ro, runs: e.runs}
 		},
-		Banner:          "mailgate test",
 		Event:           e.events.record,
 		FailedAuthDelay: -1,
 	}

@@ -17,3 +17,26 @@ func (g *Global) MailName() string {
 	}
 	return name
 }
+
+// AdminPreLoginBanner is the text shown to administrators before they log
+// in (the SSH pre-authentication banner, the web UI login page): the
+// pre-login-banner-message when pre-login-banner includes admin, else "".
+func (g *Global) AdminPreLoginBanner() string {
+	return bannerFor(g.PreLoginBanner, g.PreLoginBannerMessage, "admin")
+}
+
+// AdminPostLoginBanner is the text shown to administrators once they have
+// logged in (interactive SSH sessions, the web UI): the
+// post-login-banner-message when post-login-banner includes admin, else "".
+func (g *Global) AdminPostLoginBanner() string {
+	return bannerFor(g.PostLoginBanner, g.PostLoginBannerMessage, "admin")
+}
+
+func bannerFor(where []string, text, audience string) string {
+	for _, w := range where {
+		if w == audience {
+			return text
+		}
+	}
+	return ""
+}

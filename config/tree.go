@@ -44,18 +44,22 @@ type System struct {
 
 // Global is `config system global`.
 type Global struct {
-	Hostname              string   `cfg:"hostname" default:"mailgate" check:"hostname" help:"Host name of this appliance."`
-	OperationMode         string   `cfg:"operation-mode" enum:"gateway|server|transparent" default:"gateway" help:"Operation mode; changing it resets the configuration."`
-	LocalDomainName       string   `cfg:"local-domain-name" check:"domain" help:"Local domain name of this appliance."`
-	DefaultCertificate    string   `cfg:"default-certificate" type:"ref" ref:"system certificate local" default:"Factory" help:"Certificate used when no other matches the requested name."`
-	AdminIdleTimeout      int      `cfg:"admin-idle-timeout" range:"1-480" default:"5" help:"Idle timeout of admin sessions, in minutes."`
-	AdminLockoutThreshold int      `cfg:"admin-lockout-threshold" range:"1-100" default:"4" help:"Failed admin logins from one address (within 5 minutes) that lock it out."`
-	AdminLockoutDuration  int      `cfg:"admin-lockout-duration" range:"1-1440" default:"3" help:"Minutes an address is locked out; doubled for each further lockout, up to 15 minutes or this value."`
-	SSLVersions           []string `cfg:"ssl-versions" enum:"tls1_0|tls1_1|tls1_2|tls1_3" default:"tls1_2 tls1_3" help:"TLS versions offered by the appliance's services."`
-	StrongCrypto          bool     `cfg:"strong-crypto" default:"enable" help:"Only strong ciphers (AEAD, forward secrecy)."`
-	Timezone              string   `cfg:"timezone" default:"UTC" check:"timezone" help:"Time zone (IANA name, e.g. Europe/Berlin)."`
-	PortSSH               int      `cfg:"port-ssh" range:"1-65535" default:"22" help:"SSH CLI port."`
-	PortHTTPS             int      `cfg:"port-https" range:"1-65535" default:"443" help:"Web UI port."`
+	Hostname               string   `cfg:"hostname" default:"mailgate" check:"hostname" help:"Host name of this appliance."`
+	OperationMode          string   `cfg:"operation-mode" enum:"gateway|server|transparent" default:"gateway" help:"Operation mode; changing it resets the configuration."`
+	LocalDomainName        string   `cfg:"local-domain-name" check:"domain" help:"Local domain name of this appliance."`
+	DefaultCertificate     string   `cfg:"default-certificate" type:"ref" ref:"system certificate local" default:"Factory" help:"Certificate used when no other matches the requested name."`
+	AdminIdleTimeout       int      `cfg:"admin-idle-timeout" range:"1-480" default:"5" help:"Idle timeout of admin sessions, in minutes."`
+	AdminLockoutThreshold  int      `cfg:"admin-lockout-threshold" range:"1-100" default:"4" help:"Failed admin logins from one address (within 5 minutes) that lock it out."`
+	AdminLockoutDuration   int      `cfg:"admin-lockout-duration" range:"1-1440" default:"3" help:"Minutes an address is locked out; doubled for each further lockout, up to 15 minutes or this value."`
+	PreLoginBanner         []string `cfg:"pre-login-banner" enum:"admin" help:"Where pre-login-banner-message is shown before login: admin (SSH CLI and web UI login page); unset: nowhere."`
+	PreLoginBannerMessage  string   `cfg:"pre-login-banner-message" type:"text" help:"Text of the pre-login banner, may be multi-line. mailgate: FortiMail edits this text under config customized-message."`
+	PostLoginBanner        []string `cfg:"post-login-banner" enum:"admin" help:"Where post-login-banner-message is shown after login: admin (interactive SSH CLI sessions, and the web UI as a notice to accept); unset: nowhere. FortiMail's ibe and webmail are not offered: mailgate has no IBE or webmail yet."`
+	PostLoginBannerMessage string   `cfg:"post-login-banner-message" type:"text" help:"Text of the post-login banner, may be multi-line. mailgate: FortiMail edits this text under config customized-message."`
+	SSLVersions            []string `cfg:"ssl-versions" enum:"tls1_0|tls1_1|tls1_2|tls1_3" default:"tls1_2 tls1_3" help:"TLS versions offered by the appliance's services."`
+	StrongCrypto           bool     `cfg:"strong-crypto" default:"enable" help:"Only strong ciphers (AEAD, forward secrecy)."`
+	Timezone               string   `cfg:"timezone" default:"UTC" check:"timezone" help:"Time zone (IANA name, e.g. Europe/Berlin)."`
+	PortSSH                int      `cfg:"port-ssh" range:"1-65535" default:"22" help:"SSH CLI port."`
+	PortHTTPS              int      `cfg:"port-https" range:"1-65535" default:"443" help:"Web UI port."`
 }
 
 // Admin is one `config system admin` entry.

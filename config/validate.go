@@ -59,6 +59,12 @@ func Validate(c *Config, env *Env) error {
 	if g.DefaultCertificate == "" {
 		add("system global: default-certificate must be set")
 	}
+	if len(g.PreLoginBanner) > 0 && strings.TrimSpace(g.PreLoginBannerMessage) == "" {
+		add("system global: pre-login-banner %s needs a pre-login-banner-message", strings.Join(g.PreLoginBanner, " "))
+	}
+	if len(g.PostLoginBanner) > 0 && strings.TrimSpace(g.PostLoginBannerMessage) == "" {
+		add("system global: post-login-banner %s needs a post-login-banner-message", strings.Join(g.PostLoginBanner, " "))
+	}
 	super := 0
 	for _, a := range c.System.Admin {
 		if a.AccessProfile == "super_admin_prof" {

@@ -240,3 +240,49 @@ func TestValidateRetryBudget(t *testing.T) {
 		}
 	}
 }
+
+func TestValidateLoginBanners(t *testing.T) {
+	cases := []struct {
+		name    string
+		script  string
+		problem string // "" when valid
+	}{
+		{"off without text", "config system global\nend", ""},
+		{"text without banner", "config system global\nset pre-login-banner-message \"Authorised use only.\"\nend", ""},
+		{"pre-login without text", "config system global\nset pre-login-banner admin\nend",
+			"system global: pre-login-banner admin needs a pre-login-banner-message"},
+		{"pre-login with blank text", "config system global\nset pre-login-banner admin\nset pre-login-banner-message \"  \"\nend",
+			"system global: pre-login-banner admin needs a pre-login-banner-message"},
+		{"post-login without text", "config system global\nset post-login-banner admin\nset pre-login-banner-message \"only the other one\"\nend",
+			"system global: post-login-banner admin needs a post-login-banner-message"},
+		{"both with text", "config system global\nset pre-login-banner admin\nset pre-login-banner-message \"Line one\nLine two\"\n" +
+			"set post-login-banner admin\nset post-login-banner-message \"Welcome.\"\nend", ""},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			e := config.NewEditor(config.Factory(factoryOpts(false)), nil)
+			run(t, e, tc.script)
+			err := config.Validate(e.Work(), nil)
+			switch {
+			case tc.problem == "" && err != nil:
+				t.Fatalf("Validate: %v", err)
+			case tc.problem != "" && (err == nil || !strings.Contains(err.Error(), tc.problem)):
+				t.Fatalf("Validate: %v, want %q", err, tc.problem)
+			}
+		})
+	}
+	// The texts are shown only where the banner is enabled.
+	e := config.NewEditor(config.Factory(factoryOpts(false)), nil)
+	run(t, e, "config system global\nset pre-login-banner-message \"Line one\nLine two\"\nset post-login-banner admin\nset post-login-banner-message \"Welcome.\"\nend")
+	g := &e.Work().System.Global
+	if got := g.AdminPreLoginBanner(); got != "" {
+		t.Errorf("pre-login banner while off: %q", got)
+	}
+	if got := g.AdminPostLoginBanner(); got != "Welcome." {
+		t.Errorf("post-login banner: %q", got)
+	}
+	g.PreLoginBanner = []string{"admin"}
+	if got := g.AdminPreLoginBanner(); got != "Line one\nLine two" {
+		t.Errorf("pre-login banner: %q", got)
+	}
+}

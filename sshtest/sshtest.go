@@ -27,6 +27,9 @@ type Client struct {
 	knownHosts string
 	// Timeout bounds one ssh run (default 60 s).
 	Timeout time.Duration
+	// LogLevel is ssh's LogLevel ("" = ERROR: no diagnostics, and no
+	// pre-authentication banner, which ssh prints from INFO on).
+	LogLevel string
 }
 
 // New returns a client for port. It needs the OpenSSH client.
@@ -74,8 +77,12 @@ var passwordAuth = []string{"-o", "PreferredAuthentications=password", "-o", "Pu
 // port, auth its authentication options.
 func (c *Client) tool(name, portFlag, password, stdin string, auth, args []string) (string, int) {
 	c.t.Helper()
+	level := c.LogLevel
+	if level == "" {
+		level = "ERROR"
+	}
 	base := []string{portFlag, strconv.Itoa(c.Port),
-		"-o", "StrictHostKeyChecking=accept-new", "-o", "UserKnownHostsFile=" + c.knownHosts, "-o", "LogLevel=ERROR",
+		"-o", "StrictHostKeyChecking=accept-new", "-o", "UserKnownHostsFile=" + c.knownHosts, "-o", "LogLevel=" + level,
 		"-o", "ConnectTimeout=10"}
 	base = append(base, auth...)
 	ctx, cancel := context.WithTimeout(context.Background(), c.Timeout)

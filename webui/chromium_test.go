@@ -333,3 +333,63 @@ func (b *cdpBrowser) screenshot(session string) []byte {
 func (b *cdpBrowser) close() {
 	b.call("", "Browser.close", map[string]any{})
 }
+
+// TestChromiumBanners shows both login banners in the browser: the text
+// as text (markup and all) with its line breaks, and the post-login
+// banner accepted through its form.
+func TestChromiumBanners(t *testing.T) {
+	bin := chromium(t)
+	e := newEnv(t)
+	e.addAdmin("admin", testPassword, "", "")
+	e.setGlobal(func(g *config.Global) {
+		g.PreLoginBanner, g.PreLoginBannerMessage = []string{"admin"}, testBannerText
+		g.PostLoginBanner, g.PostLoginBannerMessage = []string{"admin"}, "Changes are audited.\nSecond line."
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	b := startCDP(ctx, t, bin, filepath.Join(t.TempDir(), "p"))
+	sid := b.page(e.base + "/login")
+	var text string
+	json.Unmarshal([]byte(b.eval(sid, `document.querySelector(".banner").innerText`)), &text)
+	if text != testBannerText {
+		t.Fatalf("login page banner %q, want %q", text, testBannerText)
+	}
+	if n := b.eval(sid, `document.querySelectorAll("main script, main b").length`); n != "0" {
+		t.Fatalf("the banner's markup became %s elements", n)
+	}
+	if h := b.eval(sid, `document.querySelector(".banner").getBoundingClientRect().height > 2.5 * parseFloat(getComputedStyle(document.querySelector(".banner")).lineHeight)`); h != "true" {
+		t.Error("the banner's lines are not shown on lines of their own")
+	}
+	saveArtifact(t, "login-banner.png", b.screenshot(sid))
+	b.eval(sid, fmt.Sprintf(`document.getElementById("name").value = "admin";
+		document.getElementById("password").value = %q;
+		document.querySelector("form.box").submit(); true`, testPassword))
+	b.waitLoad(sid)
+	if path := b.eval(sid, "location.pathname"); path != `"/banner"` {
+		t.Fatalf("after the login the browser is at %s:\n%s", path, b.text(sid))
+	}
+	json.Unmarshal([]byte(b.eval(sid, `document.querySelector(".banner").innerText`)), &text)
+	if text != "Changes are audited.\nSecond line." {
+		t.Fatalf("post-login banner %q", text)
+	}
+	saveArtifact(t, "post-login-banner.png", b.screenshot(sid))
+	// Declining logs out; the next login shows the banner again.
+	b.eval(sid, `document.querySelector('button[form=decline]').click(); true`)
+	b.waitLoad(sid)
+	if path := b.eval(sid, "location.pathname"); path != `"/login"` || !strings.Contains(b.text(sid), "You have logged out.") {
+		t.Fatalf("after declining the browser is at %s:\n%s", path, b.text(sid))
+	}
+	b.eval(sid, fmt.Sprintf(`document.getElementById("name").value = "admin";
+		document.getElementById("password").value = %q;
+		document.querySelector("form.box").submit(); true`, testPassword))
+	b.waitLoad(sid)
+	if path := b.eval(sid, "location.pathname"); path != `"/banner"` {
+		t.Fatalf("after the second login the browser is at %s", path)
+	}
+	b.eval(sid, `document.querySelector('form[action="/banner"] button[type=submit]:not([form])').click(); true`)
+	b.waitLoad(sid)
+	if path := b.eval(sid, "location.pathname"); path != `"/status"` {
+		t.Fatalf("after accepting the browser is at %s:\n%s", path, b.text(sid))
+	}
+	b.close()
+}

@@ -35,6 +35,8 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("POST /logout", s.auth(s.logout))
 	mux.HandleFunc("GET /password", s.auth(s.passwordPage))
 	mux.HandleFunc("POST /password", s.auth(s.changePassword))
+	mux.HandleFunc("GET /banner", s.auth(s.bannerPage))
+	mux.HandleFunc("POST /banner", s.auth(s.acceptBanner))
 
 	mux.HandleFunc("GET /{$}", s.auth(func(w http.ResponseWriter, r *http.Request, rq *request) { redirect(w, r, "/status") }))
 	mux.HandleFunc("GET /status", s.auth(s.status))
@@ -98,7 +100,10 @@ func (s *Server) event(r *http.Request, rq *request, subsystem, msg string) {
 
 // ---- login ----
 
-type loginBody struct{ Name string }
+type loginBody struct {
+	Name   string
+	Banner string // the pre-login banner, "" for none
+}
 
 func (s *Server) loginPage(w http.ResponseWriter, r *http.Request) {
 	if s.lookup(r) != nil {
@@ -125,7 +130,9 @@ func (s *Server) loginForm(w http.ResponseWriter, r *http.Request, status int, n
 		tok = newToken()
 	}
 	setCookie(w, loginCookie, tok, 3600)
-	v.Title, v.CSRF, v.Class, v.Body = "Log in", tok, "login-page", loginBody{Name: name}
+	c, _ := s.svc.Config()
+	v.Title, v.CSRF, v.Class = "Log in", tok, "login-page"
+	v.Body = loginBody{Name: name, Banner: c.System.Global.AdminPreLoginBanner()}
 	s.render(w, status, "login", v)
 }
 
@@ -153,10 +160,13 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 			err = admin.ErrLoginFailed
 		} else {
 			setCookie(w, loginCookie, "", -1)
-			s.newSession(w, acc.Name, h2, ip)
-			if acc.MustChangePassword {
+			se := s.newSession(w, acc.Name, h2, ip)
+			switch {
+			case acc.MustChangePassword:
 				redirect(w, r, "/password")
-			} else {
+			case se.notice:
+				redirect(w, r, "/banner")
+			default:
 				redirect(w, r, "/status")
 			}
 			return
@@ -226,6 +236,32 @@ func (s *Server) changePassword(w http.ResponseWriter, r *http.Request, rq *requ
 	se := s.newSession(w, rq.user, h, remoteIP(r))
 	s.svc.Event(eventlog.Information, "admin", rq.user, remoteString(remoteIP(r)), "password changed at first login")
 	s.setFlash(se, "Your password has been changed.")
+	if se.notice {
+		redirect(w, r, "/banner")
+		return
+	}
+	redirect(w, r, "/status")
+}
+
+// bannerPage shows the post-login banner, which the administrator accepts
+// to go on, or declines by logging out.
+func (s *Server) bannerPage(w http.ResponseWriter, r *http.Request, rq *request) {
+	if !s.noticePending(rq.sess, rq.cfg) {
+		redirect(w, r, "/status")
+		return
+	}
+	s.page(w, rq, http.StatusOK, "banner", "", "Notice", rq.cfg.System.Global.AdminPostLoginBanner(), &view{Limited: true})
+}
+
+// acceptBanner records that the administrator accepted the post-login
+// banner.
+func (s *Server) acceptBanner(w http.ResponseWriter, r *http.Request, rq *request) {
+	if s.noticePending(rq.sess, rq.cfg) {
+		s.mu.Lock()
+		rq.sess.notice = false
+		s.mu.Unlock()
+		s.svc.Event(eventlog.Information, "admin", rq.user, remoteString(remoteIP(r)), "post-login banner accepted")
+	}
 	redirect(w, r, "/status")
 }
 

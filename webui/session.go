@@ -32,6 +32,9 @@ type session struct {
 	created time.Time
 	seen    time.Time
 	flash   string // shown once by the next page
+	// notice: the post-login banner is still to be accepted; every page
+	// but /banner and /logout leads there until it is.
+	notice bool
 }
 
 // request is what a handler knows about an authenticated request.
@@ -68,7 +71,9 @@ func setCookie(w http.ResponseWriter, name, value string, maxAge int) {
 func (s *Server) newSession(w http.ResponseWriter, user, pwHash string, ip netip.Addr) *session {
 	tok := newToken()
 	now := s.now()
-	sess := &session{key: tokenKey(tok), user: user, remote: ip, csrf: newToken(), pwHash: pwHash, created: now, seen: now}
+	c, _ := s.svc.Config()
+	sess := &session{key: tokenKey(tok), user: user, remote: ip, csrf: newToken(), pwHash: pwHash, created: now, seen: now,
+		notice: c.System.Global.AdminPostLoginBanner() != ""}
 	s.mu.Lock()
 	if len(s.sessions) >= maxSessions {
 		s.pruneLocked(now)
@@ -192,6 +197,12 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request, stream bool) 
 		redirect(w, r, "/password")
 		return nil
 	}
+	// Then the post-login banner must be accepted (unless it has been
+	// turned off meanwhile).
+	if ad.Password != "" && r.URL.Path != "/banner" && r.URL.Path != "/logout" && s.noticePending(sess, c) {
+		redirect(w, r, "/banner")
+		return nil
+	}
 	if r.Method != http.MethodGet && r.Method != http.MethodHead && !stream {
 		r.Body = http.MaxBytesReader(w, r.Body, maxConfigBytes)
 		if err := r.ParseForm(); err != nil {
@@ -219,6 +230,17 @@ func (s *Server) checkToken(w http.ResponseWriter, r *http.Request, rq *request,
 	s.svc.Event(eventlog.Warning, "admin", rq.user, remoteString(remoteIP(r)), "web request refused: missing or wrong form token ("+r.Method+" "+r.URL.Path+")")
 	s.fail(w, r, rq, http.StatusForbidden, "The form has expired or did not come from this page. Reload the page and try again.")
 	return false
+}
+
+// noticePending reports whether sess has yet to accept the post-login
+// banner of c; a banner turned off meanwhile counts as accepted.
+func (s *Server) noticePending(sess *session, c *config.Config) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if sess.notice && c.System.Global.AdminPostLoginBanner() == "" {
+		sess.notice = false
+	}
+	return sess.notice
 }
 
 // takeFlash returns and clears the session's one-time message.

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -288,7 +289,6 @@ func TestEveryCommandOverOpenSSH(t *testing.T) {
 		"entry not found\nCommand fail. Return code",
 		"This operation will clear all table!",
 		"admin-idle-timeout  Idle timeout of admin sessions, in minutes. <integer 1-480>",
-		"admin-idle-timeout      : 20", // get aligns on admin-lockout-threshold
 		"Certificate \"web\" issued by the device CA.",
 		"Certificate \"pem\" imported: CN=mail.example.org",
 		"Certificate \"p12\" imported: CN=mail.example.org",
@@ -299,6 +299,10 @@ func TestEveryCommandOverOpenSSH(t *testing.T) {
 		if !strings.Contains(out, want) {
 			t.Errorf("session output lacks %q", want)
 		}
+	}
+	// get aligns the values after the longest attribute name.
+	if !regexp.MustCompile(`\nadmin-idle-timeout +: 20\n`).MatchString(out) {
+		t.Errorf("get system global lacks admin-idle-timeout : 20")
 	}
 	if t.Failed() {
 		t.Logf("session output:\n%s", out)
