@@ -74,10 +74,11 @@ type Admin struct {
 
 // DNS is `config system dns`.
 type DNS struct {
-	Primary     string `cfg:"primary" type:"ip" help:"Primary DNS server (empty: from DHCP or resolv.conf)."`
-	Secondary   string `cfg:"secondary" type:"ip" help:"Secondary DNS server."`
-	Cache       bool   `cfg:"cache" default:"enable" help:"Cache DNS answers (for their TTL, at least cache-min-ttl)."`
-	CacheMinTTL int    `cfg:"cache-min-ttl" range:"0-86400" default:"300" help:"Least seconds a cached answer is kept, whatever its TTL (0: its TTL)."`
+	Primary          string `cfg:"primary" type:"ip" help:"Primary DNS server (empty: from DHCP or resolv.conf)."`
+	Secondary        string `cfg:"secondary" type:"ip" help:"Secondary DNS server."`
+	Cache            bool   `cfg:"cache" default:"enable" help:"Cache DNS answers (for their TTL, at least cache-min-ttl)."`
+	CacheMinTTL      int    `cfg:"cache-min-ttl" range:"0-86400" default:"300" help:"Least seconds a cached answer is kept, whatever its TTL (0: its TTL)."`
+	TruncateHandling string `cfg:"truncate-handling" enum:"disable|tcp-retry" default:"tcp-retry" help:"A truncated UDP answer is asked again over TCP (tcp-retry), or used as it is (disable)."`
 }
 
 // Interface is one `config system interface` entry.

@@ -34,6 +34,7 @@ type Resolver struct {
 	cache   map[cacheKey]cacheEntry
 	noCache bool
 	minTTL  time.Duration
+	noTCP   bool // a truncated answer is not asked again over TCP
 	// resolvConf is the file the servers come from when none are set
 	// (see SetResolvConf); fromFile says they do now, read when the file
 	// had modification time fileTime, last looked at at checked.
@@ -153,6 +154,15 @@ func (r *Resolver) SetCache(on bool, minTTL time.Duration) {
 	r.noCache, r.minTTL = !on, max(minTTL, 0)
 }
 
+// SetTCPRetry says whether a truncated UDP answer is asked again over
+// TCP (`config system dns` truncate-handling tcp-retry, the default) or
+// used as it is (disable).
+func (r *Resolver) SetTCPRetry(on bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.noTCP = !on
+}
+
 // ResolvConfServers returns the name servers (host:port) of a resolv.conf
 // file; none when it cannot be read.
 func ResolvConfServers(path string) []string {
@@ -186,7 +196,7 @@ func (r *Resolver) query(ctx context.Context, name string, qtype uint16) (*dns.M
 	now := time.Now()
 	r.mu.Lock()
 	r.followResolvConf()
-	servers := r.servers
+	servers, tcpRetry := r.servers, !r.noTCP
 	if e, ok := r.cache[key]; ok && !r.noCache {
 		if now.Before(e.expires) {
 			r.mu.Unlock()
@@ -211,7 +221,7 @@ func (r *Resolver) query(ctx context.Context, name string, qtype uint16) (*dns.M
 			if err := ctx.Err(); err != nil {
 				return nil, dnsErr(name, server, err.Error(), false, true, errors.Is(err, context.DeadlineExceeded))
 			}
-			resp, err := exchange(ctx, req, server, timeout)
+			resp, err := exchange(ctx, req, server, timeout, tcpRetry)
 			if err != nil {
 				var ne net.Error
 				isTimeout := errors.As(err, &ne) && ne.Timeout()
@@ -230,10 +240,10 @@ func (r *Resolver) query(ctx context.Context, name string, qtype uint16) (*dns.M
 	return nil, lastErr
 }
 
-func exchange(ctx context.Context, req *dns.Msg, server string, timeout time.Duration) (*dns.Msg, error) {
+func exchange(ctx context.Context, req *dns.Msg, server string, timeout time.Duration, tcpRetry bool) (*dns.Msg, error) {
 	c := &dns.Client{Net: "udp", Timeout: timeout, UDPSize: 1232}
 	resp, _, err := c.ExchangeContext(ctx, req, server)
-	if err == nil && resp.Truncated {
+	if err == nil && resp.Truncated && tcpRetry {
 		c = &dns.Client{Net: "tcp", Timeout: timeout}
 		resp, _, err = c.ExchangeContext(ctx, req, server)
 	}

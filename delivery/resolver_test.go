@@ -3,6 +3,7 @@ package delivery
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/netip"
 	"testing"
@@ -137,5 +138,26 @@ func TestResolverCacheSettings(t *testing.T) {
 	r.LookupHost(ctx, "zero.test")
 	if s.Queries() == n {
 		t.Error("cache-min-ttl 0: a TTL 0 answer was cached")
+	}
+}
+
+// truncate-handling: a truncated UDP answer is asked again over TCP
+// (tcp-retry) or used as it is (disable).
+func TestResolverTruncateHandling(t *testing.T) {
+	s := dnstest.Start(t)
+	for i := 1; i <= 120; i++ {
+		s.AddA("big.test", fmt.Sprintf("10.0.%d.%d", i/250, i%250+1))
+	}
+	r := NewResolver([]string{s.Addr()})
+	r.SetCache(false, 0)
+	ctx := context.Background()
+	addrs, err := r.LookupHost(ctx, "big.test")
+	if err != nil || len(addrs) != 120 {
+		t.Fatalf("tcp-retry: %d addresses, %v", len(addrs), err)
+	}
+	r.SetTCPRetry(false)
+	addrs, err = r.LookupHost(ctx, "big.test")
+	if err != nil || len(addrs) == 0 || len(addrs) >= 120 {
+		t.Fatalf("disable: %d addresses (the truncated UDP answer), %v", len(addrs), err)
 	}
 }

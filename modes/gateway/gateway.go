@@ -184,9 +184,11 @@ func forwardConfirmed(ctx context.Context, r *delivery.Resolver, ip netip.Addr) 
 	return "", nil
 }
 
-// setCache applies `config system dns` cache and cache-min-ttl.
+// setCache applies `config system dns` cache, cache-min-ttl and
+// truncate-handling.
 func setCache(r *delivery.Resolver, c *config.Config) {
 	r.SetCache(c.System.DNS.Cache, time.Duration(c.System.DNS.CacheMinTTL)*time.Second)
+	r.SetTCPRetry(c.System.DNS.TruncateHandling != "disable")
 }
 
 // dnsServers returns the name servers for c: the override of this run,
