@@ -148,7 +148,7 @@ func TestLockoutFollowsConfiguration(t *testing.T) {
 		if svc.LoginThrottled(ip) {
 			t.Fatalf("locked after %d failures", i)
 		}
-		svc.CheckLogin("admin", "wrong", ip)
+		svc.CheckLogin("admin", "wrong", ip, admin.ChannelCLI)
 	}
 	if !svc.LoginThrottled(ip) {
 		t.Fatal("not locked after 2 failures")
@@ -160,5 +160,51 @@ func TestLockoutFollowsConfiguration(t *testing.T) {
 	clk.Advance(time.Minute + time.Second)
 	if svc.LoginThrottled(ip) {
 		t.Fatal("still locked after 30 minutes")
+	}
+}
+
+// system admin status and access: a disabled administrator cannot log in
+// at all, and each channel (cli, gui) only when access lists it.
+func TestAdminStatusAndAccess(t *testing.T) {
+	svc, lg := admintest.Open(t, t.TempDir(), nil)
+	ip := netip.MustParseAddr("192.0.2.9")
+	const pw = "Right#Passw0rd"
+	h, err := config.HashPassword(pw, svc.Env())
+	if err != nil {
+		t.Fatal(err)
+	}
+	set := func(status bool, access ...string) {
+		t.Helper()
+		if err := svc.Update("admin", "test", func(c *config.Config) error {
+			c.System.Admin[0].Password, c.System.Admin[0].Status, c.System.Admin[0].Access = h, status, access
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		svc.ClearLoginFailures(ip)
+	}
+	set(true, "cli", "gui")
+	for _, ch := range []string{admin.ChannelCLI, admin.ChannelGUI} {
+		if _, err := svc.CheckLogin("admin", pw, ip, ch); err != nil {
+			t.Fatalf("%s login: %v", ch, err)
+		}
+	}
+	set(true, "gui")
+	if _, err := svc.CheckLogin("admin", pw, ip, admin.ChannelCLI); err != admin.ErrLoginFailed {
+		t.Fatalf("cli login without cli access: %v", err)
+	}
+	if _, err := svc.CheckLogin("admin", pw, ip, admin.ChannelGUI); err != nil {
+		t.Fatalf("gui login: %v", err)
+	}
+	set(false, "cli", "gui")
+	if _, err := svc.CheckLogin("admin", pw, ip, admin.ChannelGUI); err != admin.ErrLoginFailed {
+		t.Fatalf("disabled administrator: %v", err)
+	}
+	lg.Flush()
+	for _, want := range []string{"login failed: no cli access", "login failed: account disabled"} {
+		evs, err := lg.Query(eventlog.Filter{Subsystem: "admin", Contains: want})
+		if err != nil || len(evs) == 0 {
+			t.Errorf("no event %q (%v)", want, err)
+		}
 	}
 }

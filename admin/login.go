@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"sync"
 	"time"
 
@@ -50,7 +51,7 @@ type Access struct {
 // an empty list allows every address). Unknown names cost as much as known ones.
 // Failures are logged and counted against ip (see LoginThrottled); while
 // ip is locked out every attempt fails with ErrLoginThrottled.
-func (s *Service) CheckLogin(name, password string, ip netip.Addr) (Access, error) {
+func (s *Service) CheckLogin(name, password string, ip netip.Addr, channel string) (Access, error) {
 	ip = ip.Unmap()
 	if s.LoginThrottled(ip) {
 		return Access{}, ErrLoginThrottled
@@ -79,8 +80,8 @@ func (s *Service) CheckLogin(name, password string, ip netip.Addr) (Access, erro
 		reason = "unknown user"
 	case !match:
 		reason = "invalid password"
-	case !TrustedHost(*ad, ip):
-		reason = "not a trusted host"
+	case LoginRefusal(*ad, ip, channel) != "":
+		reason = LoginRefusal(*ad, ip, channel)
 	default:
 		s.loginThrottle().success(ip)
 		s.Event(eventlog.Information, "admin", name, remoteString(ip), "login")
@@ -118,6 +119,28 @@ func (s *Service) ClearLoginFailures(ip netip.Addr) {
 // after too many failures.
 func (s *Service) LoginThrottled(ip netip.Addr) bool {
 	return s.loginThrottle().locked(ip.Unmap(), s.opt.Now())
+}
+
+// The ways an administrator logs in, as `config system admin` access
+// names them.
+const (
+	ChannelCLI = "cli" // the SSH CLI
+	ChannelGUI = "gui" // the web UI
+)
+
+// LoginRefusal says why ad may not log in from ip through channel, or ""
+// when it may: a disabled account (status), a channel its access leaves
+// out, an address outside its trusted hosts.
+func LoginRefusal(ad config.Admin, ip netip.Addr, channel string) string {
+	switch {
+	case !ad.Status:
+		return "account disabled"
+	case !slices.Contains(ad.Access, channel):
+		return "no " + channel + " access"
+	case !TrustedHost(ad, ip):
+		return "not a trusted host"
+	}
+	return ""
 }
 
 // TrustedHost reports whether ip may log in as ad: inside one of its

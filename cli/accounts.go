@@ -41,12 +41,15 @@ func (a serviceAccounts) Admin(name string) (AdminInfo, bool) {
 }
 
 func (a serviceAccounts) CheckLogin(name, password string, ip netip.Addr) (admin.Access, error) {
-	return a.svc.CheckLogin(name, password, ip)
+	return a.svc.CheckLogin(name, password, ip, admin.ChannelCLI)
 }
 
-func (a serviceAccounts) TrustedHost(name string, ip netip.Addr) bool {
+func (a serviceAccounts) LoginRefusal(name string, ip netip.Addr) string {
 	ad, ok := a.admin(name)
-	return ok && admin.TrustedHost(ad, ip)
+	if !ok {
+		return "unknown user"
+	}
+	return admin.LoginRefusal(ad, ip, admin.ChannelCLI)
 }
 
 func (a serviceAccounts) LoginThrottled(ip netip.Addr) bool { return a.svc.LoginThrottled(ip) }

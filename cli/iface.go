@@ -74,9 +74,10 @@ type Accounts interface {
 	// lockout of ip. It logs the outcome ("login", "login failed: ...",
 	// "login locked out: ...") and counts failures against ip.
 	CheckLogin(name, password string, ip netip.Addr) (admin.Access, error)
-	// TrustedHost reports whether the administrator name exists and may
-	// log in from ip.
-	TrustedHost(name string, ip netip.Addr) bool
+	// LoginRefusal says why the administrator name may not log in to the
+	// CLI from ip ("unknown user", "account disabled", "no cli access",
+	// "not a trusted host"), or "" when it may.
+	LoginRefusal(name string, ip netip.Addr) string
 	// LoginThrottled reports whether logins from ip are refused after too
 	// many failures.
 	LoginThrottled(ip netip.Addr) bool

@@ -58,8 +58,8 @@ func (s *Server) handleSession(sess ssh.Session) {
 		// The key the client signed with, checked against the admin's
 		// keys as they are now (one may have been removed meanwhile).
 		refuse = "public key not accepted"
-	case !s.cfg.Accounts.TrustedHost(user, ip):
-		refuse = "not a trusted host"
+	default:
+		refuse = s.cfg.Accounts.LoginRefusal(user, ip)
 	}
 	if refuse != "" {
 		s.event("warning", user, remote, "login failed: "+refuse)

@@ -515,11 +515,11 @@ func (s *Server) checkPublicKey(ctx ssh.Context, key ssh.PublicKey) bool {
 		reason = "unknown user"
 	case !sshKeyAllowed(info.PublicKeys, key):
 		reason = "public key not accepted"
-	case !s.cfg.Accounts.TrustedHost(user, c.ip):
-		reason = "not a trusted host"
 	default:
-		c.accept(user, "publickey")
-		return true
+		if reason = s.cfg.Accounts.LoginRefusal(user, c.ip); reason == "" {
+			c.accept(user, "publickey")
+			return true
+		}
 	}
 	c.publicKeyRejected(user, reason)
 	return false

@@ -73,8 +73,8 @@ func (a *fakeAccounts) CheckLogin(name, password string, ip netip.Addr) (admin.A
 	case ad.hash == "" && password != "",
 		ad.hash != "" && bcrypt.CompareHashAndPassword([]byte(ad.hash), []byte(password)) != nil:
 		reason = "invalid password"
-	case !a.TrustedHost(name, ip):
-		reason = "not a trusted host"
+	case a.LoginRefusal(name, ip) != "":
+		reason = a.LoginRefusal(name, ip)
 	default:
 		a.ClearLoginFailures(ip)
 		a.log("information", name, ip, "login")
@@ -84,11 +84,14 @@ func (a *fakeAccounts) CheckLogin(name, password string, ip netip.Addr) (admin.A
 	return admin.Access{}, admin.ErrLoginFailed
 }
 
-func (a *fakeAccounts) TrustedHost(name string, ip netip.Addr) bool {
+func (a *fakeAccounts) LoginRefusal(name string, ip netip.Addr) string {
 	a.mu.Lock()
 	ad, ok := a.admins[name]
 	a.mu.Unlock()
-	return ok && admin.TrustedHost(config.Admin{Name: name, TrustedHosts: ad.trust}, ip)
+	if !ok {
+		return "unknown user"
+	}
+	return admin.LoginRefusal(config.Admin{Name: name, Status: true, Access: []string{admin.ChannelCLI}, TrustedHosts: ad.trust}, ip, admin.ChannelCLI)
 }
 
 func (a *fakeAccounts) LoginThrottled(ip netip.Addr) bool {
@@ -723,7 +726,7 @@ func setAdmin(t *testing.T, svc *admin.Service, name string, fn func(*config.Adm
 				return nil
 			}
 		}
-		ad := config.Admin{Name: name, AccessProfile: "super_admin_prof"}
+		ad := config.Admin{Name: name, Status: true, Access: []string{"cli", "gui"}, AccessProfile: "super_admin_prof"}
 		fn(&ad)
 		c.System.Admin = append(c.System.Admin, ad)
 		return nil
@@ -789,11 +792,11 @@ func TestServiceAccounts(t *testing.T) {
 		{"viewer", "2001:db8::1", true},
 		{"nobody", "192.0.2.7", false},
 	} {
-		if got := acc.TrustedHost(tc.name, netip.MustParseAddr(tc.ip)); got != tc.want {
+		if got := acc.LoginRefusal(tc.name, netip.MustParseAddr(tc.ip)) == ""; got != tc.want {
 			t.Errorf("%s from %s: %v", tc.name, tc.ip, got)
 		}
 	}
-	if acc.TrustedHost("admin", netip.Addr{}) {
+	if acc.LoginRefusal("admin", netip.Addr{}) == "" {
 		t.Error("unknown address trusted")
 	}
 	ip := netip.MustParseAddr("192.0.2.7")
@@ -898,7 +901,7 @@ func TestSSHSharedLockout(t *testing.T) {
 		t.Fatal("locked out before the threshold")
 	}
 	for range 2 {
-		if _, err := svc.CheckLogin("admin", "wrong", ip); !errors.Is(err, admin.ErrLoginFailed) {
+		if _, err := svc.CheckLogin("admin", "wrong", ip, admin.ChannelCLI); !errors.Is(err, admin.ErrLoginFailed) {
 			t.Fatalf("CheckLogin: %v", err)
 		}
 	}
@@ -908,7 +911,7 @@ func TestSSHSharedLockout(t *testing.T) {
 	if login(gossh.Password("right-password")) || login(gossh.PublicKeys(key)) {
 		t.Fatal("SSH login accepted while locked out")
 	}
-	if _, err := svc.CheckLogin("admin", "right-password", ip); !errors.Is(err, admin.ErrLoginThrottled) {
+	if _, err := svc.CheckLogin("admin", "right-password", ip, admin.ChannelCLI); !errors.Is(err, admin.ErrLoginThrottled) {
 		t.Fatalf("CheckLogin while locked out: %v", err)
 	}
 	clk.Advance(admin.LoginLockout + time.Second)

@@ -65,6 +65,10 @@ type Global struct {
 // Admin is one `config system admin` entry.
 type Admin struct {
 	Name          string   `cfg:"name,key" check:"username"`
+	Status        bool     `cfg:"status" default:"enable" help:"Account in use; a disabled administrator cannot log in (and is logged out)."`
+	Access        []string `cfg:"access" enum:"cli|gui" default:"cli gui" help:"Where this administrator may log in: cli (SSH), gui (web UI); FortiMail's rest: mailgate has no REST API."`
+	AuthStrategy  string   `cfg:"auth-strategy" enum:"local" default:"local" help:"How the password is checked: local, on the appliance (FortiMail's ldap, radius, pki, sso and cloud are not supported)."`
+	Level         string   `cfg:"level" enum:"system" default:"system" help:"What this administrator manages: system, the whole appliance (FortiMail's domain and domain-group administrators are not supported)."`
 	Password      string   `cfg:"password" type:"password" help:"Password (stored as a bcrypt hash)."`
 	SSHKeys       []string `cfg:"sshkey" check:"authkey" help:"SSH public keys that log in as this administrator: a list, each key one quoted word in authorized_keys format (\"ssh-ed25519 AAAA... you@host\")."`
 	TrustedHosts  []string `cfg:"trusted-hosts" check:"prefix" default:"0.0.0.0/0 ::/0" help:"Networks this administrator may log in from: a list of IPv4 or IPv6 prefixes (192.0.2.0/24 2001:db8::/32); the default is any address."`

@@ -150,7 +150,7 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 	}
 	ip := remoteIP(r)
 	before, _ := s.svc.Config()
-	acc, err := s.svc.CheckLogin(name, password, ip)
+	acc, err := s.svc.CheckLogin(name, password, ip, admin.ChannelGUI)
 	if err == nil {
 		// The session is tied to the password hash it was granted with.
 		after, _ := s.svc.Config()

@@ -72,7 +72,7 @@ func (e *testEnv) addAdmin(name, password, profile, trustedHost string) {
 		if profile == "" {
 			profile = "super_admin_prof"
 		}
-		ad := config.Admin{Name: name, Password: h, AccessProfile: profile, TrustedHosts: []string{trustedHost}}
+		ad := config.Admin{Name: name, Status: true, Access: []string{"cli", "gui"}, Password: h, AccessProfile: profile, TrustedHosts: []string{trustedHost}}
 		if trustedHost == "" {
 			ad.TrustedHosts = []string{"0.0.0.0/0", "::/0"}
 		}

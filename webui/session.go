@@ -178,8 +178,10 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request, stream bool) 
 		why = "logout: administrator removed"
 	case ad.Password != pwHash:
 		why = "logout: password changed"
-	case ip != sess.remote || !admin.TrustedHost(*ad, ip):
+	case ip != sess.remote:
 		why = "logout: client address not allowed"
+	case admin.LoginRefusal(*ad, ip, admin.ChannelGUI) != "":
+		why = "logout: " + admin.LoginRefusal(*ad, ip, admin.ChannelGUI)
 	}
 	if why != "" {
 		s.end(sess, w, why)

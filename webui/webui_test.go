@@ -697,41 +697,41 @@ func TestSessionEnds(t *testing.T) {
 func TestCheckLogin(t *testing.T) {
 	e := newEnv(t)
 	ip := netipMust("192.0.2.7")
-	acc, err := e.svc.CheckLogin("admin", "", ip)
+	acc, err := e.svc.CheckLogin("admin", "", ip, admin.ChannelGUI)
 	if err != nil || !acc.MustChangePassword || acc.ReadOnly || acc.Name != "admin" {
 		t.Fatalf("empty password: %+v %v", acc, err)
 	}
 	e.addAdmin("admin", testPassword, "", "")
 	e.addAdmin("ro", testPassword, "read_only_prof", "192.0.2.0/24")
-	if acc, err := e.svc.CheckLogin("ro", testPassword, ip); err != nil || !acc.ReadOnly || acc.MustChangePassword {
+	if acc, err := e.svc.CheckLogin("ro", testPassword, ip, admin.ChannelGUI); err != nil || !acc.ReadOnly || acc.MustChangePassword {
 		t.Fatalf("read-only: %+v %v", acc, err)
 	}
-	if _, err := e.svc.CheckLogin("ro", testPassword, netipMust("::ffff:198.51.100.1")); err != admin.ErrLoginFailed {
+	if _, err := e.svc.CheckLogin("ro", testPassword, netipMust("::ffff:198.51.100.1"), admin.ChannelGUI); err != admin.ErrLoginFailed {
 		t.Fatalf("untrusted host: %v", err)
 	}
-	if _, err := e.svc.CheckLogin("admin", "", ip); err != admin.ErrLoginFailed {
+	if _, err := e.svc.CheckLogin("admin", "", ip, admin.ChannelGUI); err != admin.ErrLoginFailed {
 		t.Fatalf("empty password against a hash: %v", err)
 	}
 	for range admin.LoginMaxFailures - 1 {
-		e.svc.CheckLogin("ghost", "x", ip)
+		e.svc.CheckLogin("ghost", "x", ip, admin.ChannelGUI)
 	}
 	if !e.svc.LoginThrottled(ip) || e.svc.LoginThrottled(netipMust("192.0.2.8")) {
 		t.Fatal("throttle")
 	}
-	if _, err := e.svc.CheckLogin("admin", testPassword, ip); err != admin.ErrLoginThrottled {
+	if _, err := e.svc.CheckLogin("admin", testPassword, ip, admin.ChannelGUI); err != admin.ErrLoginThrottled {
 		t.Fatalf("locked out: %v", err)
 	}
 	// The lockout doubles: 60 s, then 120 s.
 	e.clock.Advance(admin.LoginLockout + time.Second)
 	for range admin.LoginMaxFailures {
-		e.svc.CheckLogin("ghost", "x", ip)
+		e.svc.CheckLogin("ghost", "x", ip, admin.ChannelGUI)
 	}
 	e.clock.Advance(admin.LoginLockout + time.Second)
 	if !e.svc.LoginThrottled(ip) {
 		t.Fatal("second lockout not doubled")
 	}
 	e.clock.Advance(admin.LoginLockout)
-	if _, err := e.svc.CheckLogin("admin", testPassword, ip); err != nil {
+	if _, err := e.svc.CheckLogin("admin", testPassword, ip, admin.ChannelGUI); err != nil {
 		t.Fatalf("after the lockout: %v", err)
 	}
 }

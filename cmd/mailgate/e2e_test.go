@@ -489,3 +489,15 @@ func TestSSHKeyAndTrustedHostsWithOpenSSH(t *testing.T) {
 		t.Fatalf("password login from an untrusted host: %d\n%s", code, out)
 	}
 }
+
+// system admin access gui: the administrator can no longer use the CLI
+// over OpenSSH.
+func TestAdminAccessOverOpenSSH(t *testing.T) {
+	a := startFresh(t)
+	if out, code := a.ssh(newPassword, "config system admin\nedit admin\nset access gui\nnext\nend\n", "admin@127.0.0.1"); code != 0 {
+		t.Fatalf("set access gui: %d\n%s", code, out)
+	}
+	if out, code := a.ssh(newPassword, "", "admin@127.0.0.1", "get system status"); code == 0 {
+		t.Fatalf("CLI login without cli access:\n%s", out)
+	}
+}
