@@ -156,6 +156,9 @@ type Mailserver struct {
 	CommandTimeout    int      `cfg:"command-timeout" fm:"none" range:"5-3600" default:"300" help:"Seconds to wait for an SMTP command."`
 	DataTimeout       int      `cfg:"data-timeout" fm:"none" range:"5-3600" default:"600" help:"Seconds to wait for message data."`
 	MaxLineLength     int      `cfg:"max-line-length" fm:"none" range:"1000-65536" default:"2000" help:"Longest SMTP line accepted, in bytes."`
+	DSNStatus         bool     `cfg:"dsn-status" default:"enable" help:"Send delivery status notifications (bounces, delay warnings) to the sender."`
+	DSNSenderAddress  string   `cfg:"dsn-sender-address" check:"email" help:"From address of delivery status notifications (empty: MAILER-DAEMON@ the host name)."`
+	DSNSenderName     string   `cfg:"dsn-sender-displayname" help:"Display name of that address (empty: Mail Delivery System)."`
 	RelayServerStatus bool     `cfg:"relay-server-status" default:"disable" help:"Send outgoing mail (to domains that are not protected) through the relay of mailsetting relay-host-list."`
 	RelayServerName   string   `cfg:"relay-server-name" type:"ref" ref:"mailsetting relay-host-list" help:"The relay-host-list entry to use (empty: every entry, in order, each the fallback of the one before)."`
 	RetryInterval     int      `cfg:"queue-retry" range:"1-1440" default:"15" help:"Minutes between delivery attempts of a deferred message."`

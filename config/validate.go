@@ -121,6 +121,9 @@ func Validate(c *Config, env *Env) error {
 			add("mailsetting relay-host-list %q: host-name must be set", r.Name)
 		}
 	}
+	if strings.ContainsAny(c.System.Mailserver.DSNSenderName, "\r\n") {
+		add("system mailserver: dsn-sender-displayname must be one line")
+	}
 	if c.System.Mailserver.RelayServerStatus && len(c.Mailsetting.RelayServer) == 0 {
 		add("system mailserver: relay-server-status enable needs an entry in mailsetting relay-host-list")
 	}

@@ -377,6 +377,11 @@ func (a *Attr) check(s string) error {
 		if _, _, _, _, err := gossh.ParseAuthorizedKey([]byte(s)); err != nil {
 			return bad("not an SSH public key in authorized_keys format")
 		}
+	case "email":
+		local, domain, ok := strings.Cut(s, "@")
+		if !ok || local == "" || strings.ContainsAny(local, " \t\r\n\"<>()[]\\,;:@") || !isDNSName(domain) {
+			return bad("not an email address (local@domain)")
+		}
 	case "timezone":
 		if _, err := time.LoadLocation(s); err != nil {
 			return bad("unknown time zone")

@@ -81,13 +81,26 @@ func humanDuration(d time.Duration) string {
 }
 
 type dsnInput struct {
-	id      string // the DSN's queue ID
-	host    string
-	orig    *message
-	action  string // "failed" or "delayed"
-	rcpts   []dsnRcpt
-	headers []byte // of the original message
-	now     time.Time
+	id       string // the DSN's queue ID
+	host     string
+	from     string // From address ("": MAILER-DAEMON@host)
+	fromName string // its display name ("": Mail Delivery System)
+	orig     *message
+	action   string // "failed" or "delayed"
+	rcpts    []dsnRcpt
+	headers  []byte // of the original message
+	now      time.Time
+}
+
+// quoteDisplayName quotes a display name that is not a plain phrase
+// (RFC 5322 atoms and spaces).
+func quoteDisplayName(s string) string {
+	for _, r := range s {
+		if !(r == ' ' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("!#$%&'*+-/=?^_`{|}~", r)) {
+			return `"` + strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(s) + `"`
+		}
+	}
+	return s
 }
 
 // clean makes s safe for a header field value.
@@ -118,7 +131,14 @@ func buildDSN(in dsnInput) []byte {
 		subject = "Delayed Mail (still being retried)"
 	}
 	line("Date: %s", date)
-	line("From: Mail Delivery System <MAILER-DAEMON@%s>", host)
+	from, name := clean(in.from), clean(in.fromName)
+	if from == "" {
+		from = "MAILER-DAEMON@" + host
+	}
+	if name == "" {
+		name = "Mail Delivery System"
+	}
+	line("From: %s <%s>", quoteDisplayName(name), from)
 	line("To: <%s>", sender)
 	line("Subject: %s", subject)
 	line("Message-ID: <%s.dsn@%s>", in.id, host)

@@ -118,6 +118,20 @@ type Schedule struct {
 	MaxAge        time.Duration // bounce after this long queued (0: DefaultMaxAge)
 }
 
+// DSNSettings are the queue's delivery status notifications.
+type DSNSettings struct {
+	Off         bool   // none is sent: the outcome is only logged
+	From        string // the From address ("": MAILER-DAEMON@hostname)
+	DisplayName string // its display name ("": Mail Delivery System)
+}
+
+func (q *Queue) dsnSettings() DSNSettings {
+	if q.o.DSN == nil {
+		return DSNSettings{}
+	}
+	return q.o.DSN()
+}
+
 // HistoryRecord is the final outcome for one recipient.
 type HistoryRecord struct {
 	Time        time.Time
@@ -154,8 +168,11 @@ const (
 type Options struct {
 	Dir       string // data directory; the queue lives in Dir/queue/
 	Deliverer Deliverer
-	Schedule  func() Schedule     // read at each decision
-	Hostname  func() string       // Reporting-MTA and MAILER-DAEMON@host for DSNs
+	Schedule  func() Schedule // read at each decision
+	Hostname  func() string   // Reporting-MTA and MAILER-DAEMON@host for DSNs
+	// DSN, read at each notification, turns notifications off or names
+	// their sender (nil: on, from MAILER-DAEMON@Hostname).
+	DSN       func() DSNSettings
 	History   func(HistoryRecord) // one record per recipient at its final outcome
 	Event     func(level, msg string)
 	Workers   int // concurrent delivery attempts (default 32)

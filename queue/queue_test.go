@@ -1078,3 +1078,43 @@ func processCPU() time.Duration {
 	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
+
+// The DSN settings (system mailserver dsn-status, dsn-sender-address,
+// dsn-sender-displayname): the notification's From, and none at all when
+// off, with an event saying so.
+func TestDSNSettings(t *testing.T) {
+	dsn := DSNSettings{From: "postmaster@example.com", DisplayName: "Example, Postmaster"}
+	e := newEnv(t, func(o *Options) { o.DSN = func() DSNSettings { return dsn } })
+	e.dlv.setFn(func(_ context.Context, j *Job, _ []byte) []Result {
+		var out []Result
+		for _, r := range j.Rcpts {
+			if strings.HasPrefix(r, "nobody") {
+				out = append(out, Result{Rcpt: r, Status: PermFail, Code: 550, Enhanced: "5.1.1", Text: "user unknown", Host: "mx.remote.example"})
+			} else {
+				out = append(out, Result{Rcpt: r, Status: Delivered, Code: 250, Enhanced: "2.0.0", Text: "ok", Host: "mx.remote.example"})
+			}
+		}
+		return out
+	})
+	e.enqueue("alice@local.test", []string{"nobody@remote.example"}, msg("dsn-from", "x"))
+	e.q.Start()
+	waitFor(t, "the bounce and its DSN", func() bool { return len(e.rec.histories()) == 2 })
+	e.settle()
+	if d := lastDSN(t, e.dlv); d.hdr.Get("From") != `"Example, Postmaster" <postmaster@example.com>` {
+		t.Fatalf("DSN From %q", d.hdr.Get("From"))
+	}
+
+	dsn = DSNSettings{Off: true}
+	e.enqueue("alice@local.test", []string{"nobody2@remote.example"}, msg("dsn-off", "x"))
+	waitFor(t, "the second bounce", func() bool { return len(e.rec.histories()) == 3 })
+	e.settle()
+	if h := e.rec.histories()[2]; h.Disposition != DispBounced || h.To != "nobody2@remote.example" {
+		t.Fatalf("history %+v", h)
+	}
+	if ev := e.rec.eventsMatching("dsn-status is disabled"); len(ev) != 1 {
+		t.Fatalf("events %q", ev)
+	}
+	if l, _ := e.q.List(); len(l) != 0 {
+		t.Fatalf("queue not empty: %+v", l)
+	}
+}

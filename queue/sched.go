@@ -316,7 +316,8 @@ func (q *Queue) finish(j *job, jb *Job, results []Result) {
 	}
 	var hdrs []byte
 	var host string
-	if notify && sender != "" {
+	dsn := q.dsnSettings()
+	if notify && sender != "" && !dsn.Off {
 		hdrs = q.readHeaders(m)
 		host = q.hostname()
 	}
@@ -424,8 +425,13 @@ func (q *Queue) finish(j *job, jb *Job, results []Result) {
 		if len(n.rcpts) == 0 || sender == "" {
 			continue
 		}
+		if dsn.Off {
+			events = append(events, fmt.Sprintf("mail queue: message %s: no delivery status notification (%s, %d recipient(s)) for <%s>: dsn-status is disabled",
+				m.id, n.action, len(n.rcpts), sender))
+			continue
+		}
 		id := q.ids.next(now)
-		body := buildDSN(dsnInput{id: id, host: host, orig: m, action: n.action, rcpts: n.rcpts, headers: hdrs, now: now})
+		body := buildDSN(dsnInput{id: id, host: host, from: dsn.From, fromName: dsn.DisplayName, orig: m, action: n.action, rcpts: n.rcpts, headers: hdrs, now: now})
 		p := &pmsg{Env: Envelope{From: "", Recipients: []string{sender}, Received: now}, Received: nowN,
 			Rcpts: []prcpt{{Addr: sender, State: StateQueued, Next: nowN}}}
 		meta, err := encodeMeta(p)

@@ -99,6 +99,10 @@ func Start(o Options) (*Mode, error) {
 	m.q, err = queue.Open(queue.Options{
 		Dir:       o.DataDir,
 		Deliverer: m.dlv,
+		DSN: func() queue.DSNSettings {
+			ms := cfg().System.Mailserver
+			return queue.DSNSettings{Off: !ms.DSNStatus, From: ms.DSNSenderAddress, DisplayName: ms.DSNSenderName}
+		},
 		Schedule: func() queue.Schedule {
 			q := cfg().System.Mailserver
 			return queue.Schedule{RetryInterval: time.Duration(q.RetryInterval) * time.Minute,
