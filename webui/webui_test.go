@@ -318,6 +318,11 @@ func TestConfigApply(t *testing.T) {
 	if code != http.StatusUnprocessableEntity || !strings.Contains(body, "no-such-thing") {
 		t.Fatalf("unparsable configuration: %d\n%s", code, body)
 	}
+	// A rule that makes an open relay: refused, naming the rule.
+	code, body = apply(orig+"config policy access-control receive\n    edit 7\n        set action relay\n    next\nend\n", rev)
+	if code != http.StatusUnprocessableEntity || !strings.Contains(body, "policy access-control receive 7: open relay") {
+		t.Fatalf("open relay: %d\n%s", code, body)
+	}
 	if _, now := e.svc.Config(); now != rev {
 		t.Fatal("an invalid configuration was committed")
 	}
