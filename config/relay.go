@@ -246,7 +246,11 @@ func fixedStrings(re *syntax.Regexp) ([]string, bool) {
 		return out, true
 	case syntax.OpCharClass:
 		// A class of one letter in both cases, as (?i) makes of [a].
-		if len(re.Rune) <= 4 {
+		size := 0
+		for i := 0; i+1 < len(re.Rune); i += 2 {
+			size += int(re.Rune[i+1]-re.Rune[i]) + 1
+		}
+		if size <= 4 {
 			var out []string
 			seen := map[rune]bool{}
 			for i := 0; i+1 < len(re.Rune); i += 2 {
