@@ -78,4 +78,8 @@ func TestFortiMailSyntaxConfiguration(t *testing.T) {
 
 // fortimailAccepted are the blocks of testdata/fortimail-gateway.conf that
 // mailgate accepts today.
-var fortimailAccepted = []string{"config system certificate ca"}
+var fortimailAccepted = []string{
+	"config system global", "config system admin", "config system dns", "config system certificate ca",
+	"config mailsetting relay-host-list", "config profile tls", "config policy access-control receive",
+	"config policy access-control delivery",
+}

@@ -93,6 +93,8 @@ func TestRefusedCommands(t *testing.T) {
 		{"int not a number", "config system global", "set admin-idle-timeout xyz", value, "value parse error before 'xyz'", "not an integer"},
 		{"enum", "config system global", "set operation-mode xyz", value, "value parse error before 'xyz'", "expected one of gateway, server, transparent"},
 		{"bool", "config system global", "set strong-crypto xyz", value, "value parse error before 'xyz'", "enable or disable"},
+		{"a FortiMail feature mailgate lacks", "config system global", "set tftp enable", value, "value parse error before 'enable'", "tftp: mailgate has no such feature; only disable"},
+		{"an email address", "config system mailserver", "set dsn-sender-address postmaster", value, "value parse error before 'postmaster'", "not an email address"},
 		{"enum list", "config system global", "set ssl-versions tls1_2 xyz", value, "value parse error before 'xyz'", ""},
 		{"enum list ambiguous", "config system global", "set ssl-versions tls", value, "value parse error before 'tls'", ""},
 		{"hostname", "config system global", "set hostname -bad-", value, "value parse error before '-bad-'", "not a valid DNS name"},

@@ -48,13 +48,15 @@ type Global struct {
 	OperationMode          string   `cfg:"operation-mode" enum:"gateway|server|transparent" default:"gateway" help:"Operation mode; changing it resets the configuration."`
 	LocalDomainName        string   `cfg:"local-domain-name" check:"domain" help:"Local domain name of this appliance."`
 	DefaultCertificate     string   `cfg:"default-certificate" type:"ref" ref:"system certificate local" default:"Factory" help:"Certificate used when no other matches the requested name."`
+	AdminMaintainer        bool     `cfg:"admin-maintainer" default:"disable" check:"off" help:"The maintainer account for password recovery at the console: mailgate has none, so only disable."`
+	TFTP                   bool     `cfg:"tftp" default:"disable" check:"off" help:"TFTP for firmware and backups: mailgate has none (it uses HTTPS and SCP), so only disable."`
 	AdminIdleTimeout       int      `cfg:"admin-idle-timeout" range:"1-480" default:"5" help:"Idle timeout of admin sessions, in minutes."`
 	AdminLockoutThreshold  int      `cfg:"admin-lockout-threshold" range:"1-100" default:"4" help:"Failed admin logins from one address (within 5 minutes) that lock it out."`
 	AdminLockoutDuration   int      `cfg:"admin-lockout-duration" range:"1-1440" default:"3" help:"Minutes an address is locked out; doubled for each further lockout, up to 15 minutes or this value."`
 	PreLoginBanner         []string `cfg:"pre-login-banner" enum:"admin" help:"Where pre-login-banner-message is shown before login: admin (SSH CLI and web UI login page); unset: nowhere."`
-	PreLoginBannerMessage  string   `cfg:"pre-login-banner-message" type:"text" help:"Text of the pre-login banner, may be multi-line. mailgate: FortiMail edits this text under config customized-message."`
+	PreLoginBannerMessage  string   `cfg:"pre-login-banner-message" type:"text" default:"'This system is for authorized use only. Activity may be monitored and recorded.'" help:"Text of the pre-login banner, may be multi-line. mailgate: FortiMail edits this text under config customized-message."`
 	PostLoginBanner        []string `cfg:"post-login-banner" enum:"admin" help:"Where post-login-banner-message is shown after login: admin (interactive SSH CLI sessions, and the web UI as a notice to accept); unset: nowhere. FortiMail's ibe and webmail are not offered: mailgate has no IBE or webmail yet."`
-	PostLoginBannerMessage string   `cfg:"post-login-banner-message" type:"text" help:"Text of the post-login banner, may be multi-line. mailgate: FortiMail edits this text under config customized-message."`
+	PostLoginBannerMessage string   `cfg:"post-login-banner-message" type:"text" default:"'You are logged in to a system for authorized use only. Log out now if you are not authorized.'" help:"Text of the post-login banner, may be multi-line. mailgate: FortiMail edits this text under config customized-message."`
 	SSLVersions            []string `cfg:"ssl-versions" enum:"tls1_0|tls1_1|tls1_2|tls1_3" default:"tls1_2 tls1_3" help:"TLS versions offered by the appliance's services."`
 	StrongCrypto           bool     `cfg:"strong-crypto" default:"enable" help:"Only strong ciphers (AEAD, forward secrecy)."`
 	Timezone               string   `cfg:"timezone" default:"UTC" check:"timezone" help:"Time zone (IANA name, e.g. Europe/Berlin)."`
@@ -72,6 +74,7 @@ type Admin struct {
 	Password      string   `cfg:"password" type:"password" help:"Password (stored as a bcrypt hash)."`
 	SSHKeys       []string `cfg:"sshkey" check:"authkey" help:"SSH public keys that log in as this administrator: a list, each key one quoted word in authorized_keys format (\"ssh-ed25519 AAAA... you@host\")."`
 	TrustedHosts  []string `cfg:"trusted-hosts" check:"prefix" default:"0.0.0.0/0 ::/0" help:"Networks this administrator may log in from: a list of IPv4 or IPv6 prefixes (192.0.2.0/24 2001:db8::/32); the default is any address."`
+	WebMode       string   `cfg:"webmode" enum:"advanced" default:"advanced" help:"Web UI mode: advanced, the full administration pages (FortiMail's simple and cloud-api are not offered)."`
 	AccessProfile string   `cfg:"access-profile" enum:"super_admin_prof|read_only_prof" default:"super_admin_prof" help:"Access profile."`
 	Comments      string   `cfg:"comments" fm:"none" help:"Comments."`
 }

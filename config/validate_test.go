@@ -249,11 +249,12 @@ func TestValidateLoginBanners(t *testing.T) {
 	}{
 		{"off without text", "config system global\nend", ""},
 		{"text without banner", "config system global\nset pre-login-banner-message \"Authorised use only.\"\nend", ""},
-		{"pre-login without text", "config system global\nset pre-login-banner admin\nend",
+		{"pre-login with the factory text", "config system global\nset pre-login-banner admin\nend", ""},
+		{"pre-login without text", "config system global\nset pre-login-banner admin\nset pre-login-banner-message \"\"\nend",
 			"system global: pre-login-banner admin needs a pre-login-banner-message"},
 		{"pre-login with blank text", "config system global\nset pre-login-banner admin\nset pre-login-banner-message \"  \"\nend",
 			"system global: pre-login-banner admin needs a pre-login-banner-message"},
-		{"post-login without text", "config system global\nset post-login-banner admin\nset pre-login-banner-message \"only the other one\"\nend",
+		{"post-login without text", "config system global\nset post-login-banner admin\nset post-login-banner-message \"\"\nset pre-login-banner-message \"only the other one\"\nend",
 			"system global: post-login-banner admin needs a post-login-banner-message"},
 		{"both with text", "config system global\nset pre-login-banner admin\nset pre-login-banner-message \"Line one\nLine two\"\n" +
 			"set post-login-banner admin\nset post-login-banner-message \"Welcome.\"\nend", ""},

@@ -59,6 +59,10 @@ func (a *Attr) parse(toks []Token, env *Env) (reflect.Value, error) {
 		if !ok {
 			return reflect.Value{}, valueErr(s, "%s: expected enable or disable", a.Name)
 		}
+		if v == "enable" && a.Check == "off" {
+			// A FortiMail switch for a feature mailgate does not have.
+			return reflect.Value{}, valueErr(s, "%s: mailgate has no such feature; only disable", a.Name)
+		}
 		return reflect.ValueOf(v == "enable"), nil
 	case TEnum:
 		if s, err = single(); err != nil {

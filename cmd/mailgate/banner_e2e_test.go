@@ -15,7 +15,7 @@ func TestLoginBannersOverOpenSSH(t *testing.T) {
 		post = "Welcome to the lab gateway.\nChanges are audited."
 	)
 	// Refused without a text, then set with multi-line texts piped in.
-	if out, code := a.ssh(newPassword, "config system global\nset post-login-banner admin\nend\n", "admin@127.0.0.1"); code == 0 ||
+	if out, code := a.ssh(newPassword, "config system global\nset post-login-banner admin\nset post-login-banner-message \"\"\nend\n", "admin@127.0.0.1"); code == 0 ||
 		!strings.Contains(out, "post-login-banner admin needs a post-login-banner-message") {
 		t.Fatalf("banner without a text: status %d\n%s", code, out)
 	}
