@@ -13,21 +13,29 @@ import (
 	"mailgate/store"
 )
 
-// A revision stored before the open-relay check existed still loads, with
-// the rules that made it an open relay disabled in a new revision.
-func TestStoredOpenRelayIsDisabledAtLoad(t *testing.T) {
+// openStore opens a store and an event log in a new directory, closed at
+// the end of the test, and the options of a service on them: the test
+// can write revisions behind the service's back and open it again.
+func openStore(t *testing.T) (*store.DB, admin.Options) {
+	t.Helper()
 	dir := t.TempDir()
 	db, err := store.Open(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer db.Close()
+	t.Cleanup(func() { db.Close() })
 	lg, err := eventlog.Open(dir, 1000)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer lg.Close()
-	opt := admin.Options{DB: db, Log: lg, Dev: true, HashCost: 4}
+	t.Cleanup(func() { lg.Close() })
+	return db, admin.Options{DB: db, Log: lg, Dev: true, HashCost: 4}
+}
+
+// A revision stored before the open-relay check existed still loads, with
+// the rules that made it an open relay disabled in a new revision.
+func TestStoredOpenRelayIsDisabledAtLoad(t *testing.T) {
+	db, opt := openStore(t)
 	svc, err := admin.Open(opt)
 	if err != nil {
 		t.Fatal(err)
@@ -56,18 +64,7 @@ func TestStoredOpenRelayIsDisabledAtLoad(t *testing.T) {
 // Revisions stored by the first release (format 1 names) load, show and
 // revert in the current names.
 func TestFormat1RevisionsReadInNewNames(t *testing.T) {
-	dir := t.TempDir()
-	db, err := store.Open(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	lg, err := eventlog.Open(dir, 1000)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer lg.Close()
-	opt := admin.Options{DB: db, Log: lg, Dev: true, HashCost: 4}
+	db, opt := openStore(t)
 	svc, err := admin.Open(opt)
 	if err != nil {
 		t.Fatal(err)

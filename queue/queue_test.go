@@ -314,19 +314,23 @@ func TestDelayDSN(t *testing.T) {
 	}
 }
 
+// nobodyUnknown is a next hop that refuses the recipients named nobody…
+// (550 5.1.1) and takes the others.
+func nobodyUnknown(_ context.Context, j *Job, _ []byte) []Result {
+	var out []Result
+	for _, r := range j.Rcpts {
+		if strings.HasPrefix(r, "nobody") {
+			out = append(out, Result{Rcpt: r, Status: PermFail, Code: 550, Enhanced: "5.1.1", Text: "<nobody@remote.example>: user unknown", Host: "mx.remote.example"})
+		} else {
+			out = append(out, Result{Rcpt: r, Status: Delivered, Code: 250, Enhanced: "2.0.0", Text: "ok", Host: "mx.remote.example"})
+		}
+	}
+	return out
+}
+
 func TestBounceDSN(t *testing.T) {
 	e := newEnv(t, nil)
-	e.dlv.setFn(func(_ context.Context, j *Job, _ []byte) []Result {
-		var out []Result
-		for _, r := range j.Rcpts {
-			if strings.HasPrefix(r, "nobody") {
-				out = append(out, Result{Rcpt: r, Status: PermFail, Code: 550, Enhanced: "5.1.1", Text: "<nobody@remote.example>: user unknown", Host: "mx.remote.example"})
-			} else {
-				out = append(out, Result{Rcpt: r, Status: Delivered, Code: 250, Enhanced: "2.0.0", Text: "ok", Host: "mx.remote.example"})
-			}
-		}
-		return out
-	})
+	e.dlv.setFn(nobodyUnknown)
 	t0 := e.clock.Now()
 	id := e.enqueue("alice@local.test", []string{"bob@remote.example", "nobody@remote.example"}, msg("bounce", "x"))
 	e.q.Start()
@@ -1085,17 +1089,7 @@ func processCPU() time.Duration {
 func TestDSNSettings(t *testing.T) {
 	dsn := DSNSettings{From: "postmaster@example.com", DisplayName: "Example, Postmaster"}
 	e := newEnv(t, func(o *Options) { o.DSN = func() DSNSettings { return dsn } })
-	e.dlv.setFn(func(_ context.Context, j *Job, _ []byte) []Result {
-		var out []Result
-		for _, r := range j.Rcpts {
-			if strings.HasPrefix(r, "nobody") {
-				out = append(out, Result{Rcpt: r, Status: PermFail, Code: 550, Enhanced: "5.1.1", Text: "user unknown", Host: "mx.remote.example"})
-			} else {
-				out = append(out, Result{Rcpt: r, Status: Delivered, Code: 250, Enhanced: "2.0.0", Text: "ok", Host: "mx.remote.example"})
-			}
-		}
-		return out
-	})
+	e.dlv.setFn(nobodyUnknown)
 	e.enqueue("alice@local.test", []string{"nobody@remote.example"}, msg("dsn-from", "x"))
 	e.q.Start()
 	waitFor(t, "the bounce and its DSN", func() bool { return len(e.rec.histories()) == 2 })
