@@ -212,6 +212,7 @@ func Import(text string, base *config.Config, env Env) (result *config.Config, r
 	}
 	result = ed.Work()
 	im.keepDefaultCertificate(result)
+	im.noAdminWithoutPassword(result)
 	if err := config.Validate(result, env.Config); err != nil {
 		var ve config.ValidationError
 		if errors.As(err, &ve) {
@@ -229,6 +230,10 @@ type importer struct {
 	base  *config.Config
 	env   Env
 	rep   *Report
+	// adminLine holds the first and last line of each imported
+	// administrator's entry, adminLines how many lines it mapped.
+	adminLine  map[string][2]int
+	adminLines map[string]int
 	// certLine is the index of the line that set default-certificate.
 	certLine int
 	certSet  bool
@@ -255,6 +260,20 @@ func (im *importer) start() *config.Config {
 	}
 	g.DefaultCertificate, g.Hostname = kg.DefaultCertificate, kg.Hostname
 	return c
+}
+
+// noAdminWithoutPassword removes an imported administrator left without
+// a password (set to "" or unset): it would log in with an empty one.
+func (im *importer) noAdminWithoutPassword(c *config.Config) {
+	c.System.Admin = slices.DeleteFunc(c.System.Admin, func(a config.Admin) bool {
+		if a.Password != "" || slices.ContainsFunc(im.base.System.Admin, func(b config.Admin) bool { return b.Name == a.Name }) {
+			return false
+		}
+		at := im.adminLine[a.Name]
+		im.rep.Mapped -= im.adminLines[a.Name]
+		im.rep.SetAgain = append(im.rep.SetAgain, im.item(at[0], at[1], fmt.Sprintf("administrator %q is not created: it has no password; create it with a password (config system admin, edit %s, set password)", a.Name, a.Name)))
+		return true
+	})
 }
 
 // keepDefaultCertificate puts back base's default certificate when the
@@ -577,6 +596,12 @@ func (im *importer) entry(ed *config.Editor, node *config.Node, k, m int, rep *R
 		return 0
 	}
 	rep.Mapped += tr.Mapped
+	if node.Path == "system admin" {
+		if im.adminLine == nil {
+			im.adminLine, im.adminLines = map[string][2]int{}, map[string]int{}
+		}
+		im.adminLine[name], im.adminLines[name] = [2]int{k, m}, tr.Mapped
+	}
 	*ed = *trial
 	return 0
 }

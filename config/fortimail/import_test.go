@@ -260,6 +260,12 @@ MIIB
         set private-key ENC REVG
     next
 end
+config system admin
+    edit "blank"
+        set password "Str0ng#Secret1"
+        unset password
+    next
+end
 config system global
     set operation-mode server
     set default-certificate "mail"
@@ -273,7 +279,8 @@ end
 	if !has(rep.UnknownValues, lineOf(t, text, "operation-mode"), "switch the mode first") ||
 		!has(rep.UnknownValues, lineOf(t, text, "default-certificate"), `default-certificate "Factory" is kept`) ||
 		!has(rep.SetAgain, lineOf(t, text, "REVG"), `certificate "mail" is not imported`) ||
-		!has(rep.Dropped, lineOf(t, text, `edit "Factory"`), "Factory certificate is kept") {
+		!has(rep.Dropped, lineOf(t, text, `edit "Factory"`), "Factory certificate is kept") ||
+		!has(rep.SetAgain, lineOf(t, text, `edit "blank"`), `administrator "blank" is not created: it has no password`) {
 		t.Errorf("report:\n%s", rep.String())
 	}
 	g := c.System.Global
@@ -282,6 +289,9 @@ end
 	}
 	if !slices.Equal(c.System.Certificate.Local, base.System.Certificate.Local) {
 		t.Errorf("certificates %+v", c.System.Certificate.Local)
+	}
+	if !reflect.DeepEqual(c.System.Admin, base.System.Admin) {
+		t.Errorf("admins %+v", c.System.Admin)
 	}
 }
 
