@@ -194,6 +194,10 @@ func (s *Service) factory(mode string) *config.Config {
 		FactoryCertPEM: string(s.id.FactoryCertPEM), FactoryKeySealed: sealed})
 }
 
+// Factory is this device's factory configuration for an operation mode
+// ("" is gateway), with its Factory certificate.
+func (s *Service) Factory(mode string) *config.Config { return s.factory(mode) }
+
 // Env is what config values need from this device (sealing secrets).
 func (s *Service) Env() *config.Env { return s.env }
 

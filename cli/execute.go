@@ -10,6 +10,7 @@ import (
 	"mailgate/admin"
 	"mailgate/cert"
 	"mailgate/config"
+	"mailgate/config/fortimail"
 	"mailgate/eventlog"
 )
 
@@ -163,6 +164,12 @@ func (s *Session) restoreFrom(con Console, first string, ask bool) error {
 	if err != nil {
 		return s.fail(con, err)
 	}
+	if first == "" && fortimail.IsBackup(rest) {
+		return s.importFortiMail(con, rest)
+	}
+	if fortimail.IsBackup(first) {
+		return s.importFortiMail(con, first+"\n"+rest)
+	}
 	c, err := config.Parse(first+"\n"+rest, s.svc.Env())
 	if err != nil {
 		return s.fail(con, err)
@@ -179,6 +186,36 @@ func (s *Session) restoreFrom(con Console, first string, ask bool) error {
 		return s.fail(con, err)
 	}
 	fmt.Fprintln(con, "Configuration restored.")
+	return nil
+}
+
+// importFortiMail imports a FortiMail backup as a migration: it prints
+// the report of every line mailgate could not take and, once the admin
+// confirms, replaces the configuration with the result.
+func (s *Session) importFortiMail(con Console, text string) error {
+	base, rev := s.svc.Config()
+	c, rep, err := fortimail.Import(text, base, fortimail.Env{Config: s.svc.Env(), Factory: s.svc.Factory})
+	fmt.Fprint(con, rep.String())
+	if err != nil {
+		if len(rep.Invalid) > 0 {
+			return s.fail(con, &config.Error{Code: config.CodeInvalid, Msg: "the imported configuration is not valid; nothing was changed"})
+		}
+		return s.fail(con, err)
+	}
+	ok, err := s.confirm(con, "This operation will replace the current configuration with the imported one; this appliance's administrators and certificates are kept.")
+	if !ok {
+		if err == nil {
+			fmt.Fprintln(con, "Nothing was imported.")
+		}
+		return err
+	}
+	if _, now := s.svc.Config(); now != rev {
+		return s.fail(con, &config.Error{Code: config.CodeInvalid, Msg: "the configuration changed in another session; nothing was imported", Detail: "run the import again"})
+	}
+	if err := s.svc.Replace(s.user, "configuration imported from a FortiMail backup", c); err != nil {
+		return s.fail(con, err)
+	}
+	fmt.Fprintln(con, "Configuration imported from the FortiMail backup.")
 	return nil
 }
 

@@ -53,6 +53,11 @@ func (e *Editor) Reset(base *Config) {
 	e.base, e.work, e.stack, e.ops = base, base.Clone(), nil, nil
 }
 
+// DeferReferences leaves the editor's reference checks to Validate, as
+// Parse does: a configuration text may name an entry before the block
+// that creates it.
+func (e *Editor) DeferReferences() { e.deferRefs = true }
+
 // Work is the working copy with the block's changes.
 func (e *Editor) Work() *Config { return e.work }
 

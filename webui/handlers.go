@@ -14,6 +14,7 @@ import (
 
 	"mailgate/admin"
 	"mailgate/config"
+	"mailgate/config/fortimail"
 	"mailgate/eventlog"
 	"mailgate/queue"
 	"mailgate/store"
@@ -302,6 +303,10 @@ func (s *Server) apply(w http.ResponseWriter, r *http.Request, rq *request) {
 		again(http.StatusConflict, fmt.Sprintf("The configuration was changed (now revision %d) after this page was loaded; nothing was changed. Reload the page to edit the current configuration.", rq.rev), nil)
 		return
 	}
+	if fortimail.IsBackup(text) {
+		s.importFortiMail(w, r, rq, text)
+		return
+	}
 	c, err := config.Parse(text, s.svc.Env())
 	if err == nil {
 		err = config.Validate(c, s.svc.Env())
@@ -324,6 +329,41 @@ func (s *Server) apply(w http.ResponseWriter, r *http.Request, rq *request) {
 		s.event(r, rq, "config", fmt.Sprintf("configuration applied from the web UI as revision %d", rev))
 		s.setFlash(rq.sess, fmt.Sprintf("Configuration applied as revision %d.", rev))
 	}
+	redirect(w, r, "/config")
+}
+
+type importBody struct {
+	Rev    uint64
+	Text   string
+	Report *fortimail.Report
+	Valid  bool
+}
+
+// importFortiMail shows the report of a FortiMail backup submitted on the
+// configuration page with Import and Cancel; only the Import button's
+// request (import=yes) replaces the configuration.
+func (s *Server) importFortiMail(w http.ResponseWriter, r *http.Request, rq *request, text string) {
+	c, rep, err := fortimail.Import(text, rq.cfg, fortimail.Env{Config: s.svc.Env(), Factory: s.svc.Factory})
+	body := importBody{Rev: rq.rev, Text: text, Report: &rep, Valid: err == nil}
+	const title = "Import a FortiMail backup"
+	if err != nil {
+		v := &view{Error: "The imported configuration is not valid; nothing was changed.", Errors: rep.Invalid}
+		if len(rep.Invalid) == 0 {
+			v.Error = "The FortiMail backup cannot be imported: " + err.Error()
+		}
+		s.page(w, rq, http.StatusUnprocessableEntity, "import", "config", title, body, v)
+		return
+	}
+	if r.PostFormValue("import") != "yes" {
+		s.page(w, rq, http.StatusOK, "import", "config", title, body, nil)
+		return
+	}
+	if err := s.svc.Replace(rq.user, "configuration imported from a FortiMail backup", c); err != nil {
+		s.page(w, rq, http.StatusUnprocessableEntity, "import", "config", title, body, &view{Error: "The configuration was not imported; nothing was changed.", Errors: strings.Split(err.Error(), "\n")})
+		return
+	}
+	_, rev := s.svc.Config()
+	s.setFlash(rq.sess, fmt.Sprintf("Configuration imported from the FortiMail backup as revision %d.", rev))
 	redirect(w, r, "/config")
 }
 
