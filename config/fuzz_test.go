@@ -46,6 +46,10 @@ func FuzzParse(f *testing.F) {
 	f.Add("config system global\nset default-certificate \"\"\nend\n")
 	f.Add("config system global\nset hostname \"x\n")
 	f.Add("end\n")
+	// Format 1 texts, read through Migrate.
+	f.Add(v1Backup)
+	f.Add("#config-version=mailgate-v0.7.0\nconfig system admin\nedit a\nset trusthost3 192.0.2.0/24\nset ssh-public-key2 \"\"\nunset trusthost1\nnext\nrename a to b\nend\n" +
+		"config system interface\nedit port1\nset allowaccess ssh smtp\nappend allowaccess https\nnext\nend\n")
 	f.Fuzz(checkParse)
 }
 
