@@ -20,6 +20,7 @@ command -v fsck.vfat >/dev/null || [ -x /usr/sbin/fsck.vfat ] || need+=(dosfstoo
 command -v mdir >/dev/null || need+=(mtools) # image/disk
 command -v sfdisk >/dev/null || [ -x /usr/sbin/sfdisk ] || need+=(fdisk) # image/disk
 command -v sgdisk >/dev/null || [ -x /usr/sbin/sgdisk ] || need+=(gdisk) # image/disk
+command -v file >/dev/null || need+=(file) # image structure test
 # The appliance image (make image) and its QEMU boot test (make test-image).
 command -v mksquashfs >/dev/null || need+=(squashfs-tools)
 command -v mkfs.ext4 >/dev/null || [ -x /usr/sbin/mkfs.ext4 ] || need+=(e2fsprogs)
