@@ -545,11 +545,7 @@ func (im *importer) entry(ed *config.Editor, node *config.Node, k, m int, rep *R
 			rep.Dropped = append(rep.Dropped, im.item(k, m, fmt.Sprintf("administrator %q of this appliance is kept as it is", name)))
 			return 0
 		}
-		if pw := im.find(k, m, "password"); pw < 0 || isSecret(im.lines[pw]) {
-			at := k
-			if pw >= 0 {
-				at = pw
-			}
+		if at, lost := im.lostSecret(k, m, "password"); lost {
 			rep.SetAgain = append(rep.SetAgain, im.item(at, at, fmt.Sprintf("administrator %q is not created: its password cannot be carried over; create it with a new password (config system admin, edit %s, set password)", name, name)))
 			return 0
 		}
@@ -558,11 +554,7 @@ func (im *importer) entry(ed *config.Editor, node *config.Node, k, m int, rep *R
 			rep.Dropped = append(rep.Dropped, im.item(k, m, "this appliance's Factory certificate is kept"))
 			return 0
 		}
-		if pk := im.find(k, m, "private-key"); pk < 0 || isSecret(im.lines[pk]) {
-			at := k
-			if pk >= 0 {
-				at = pk
-			}
+		if at, lost := im.lostSecret(k, m, "private-key"); lost {
 			rep.SetAgain = append(rep.SetAgain, im.item(at, at, fmt.Sprintf("certificate %q is not imported: its private key cannot be carried over; import it again (execute certificate local import %s)", name, name)))
 			return 0
 		}
@@ -624,6 +616,17 @@ func (im *importer) find(k, m int, attr string) int {
 		}
 	}
 	return -1
+}
+
+// lostSecret reports whether the entry k..m has no usable attr (missing,
+// or encrypted by FortiMail), and the line to report it at: attr's, or
+// the entry's own when it is missing.
+func (im *importer) lostSecret(k, m int, attr string) (at int, lost bool) {
+	i := im.find(k, m, attr)
+	if i < 0 {
+		return k, true
+	}
+	return i, isSecret(im.lines[i])
 }
 
 // fork is a new editor on a copy of ed's working configuration, at ed's
