@@ -80,9 +80,10 @@ func (s *Service) CheckLogin(name, password string, ip netip.Addr, channel strin
 		reason = "unknown user"
 	case !match:
 		reason = "invalid password"
-	case LoginRefusal(*ad, ip, channel) != "":
-		reason = LoginRefusal(*ad, ip, channel)
 	default:
+		reason = LoginRefusal(*ad, ip, channel)
+	}
+	if reason == "" {
 		s.loginThrottle().success(ip)
 		s.Event(eventlog.Information, "admin", name, remoteString(ip), "login")
 		return Access{Name: ad.Name, ReadOnly: ad.AccessProfile == "read_only_prof", MustChangePassword: ad.Password == ""}, nil

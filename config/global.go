@@ -1,6 +1,9 @@
 package config
 
-import "strings"
+import (
+	"slices"
+	"strings"
+)
 
 // MailName is the name the appliance gives itself in SMTP, inbound (the
 // greeting, Received headers) and outbound (EHLO unless `mailsetting
@@ -22,21 +25,20 @@ func (g *Global) MailName() string {
 // in (the SSH pre-authentication banner, the web UI login page): the
 // pre-login-banner-message when pre-login-banner includes admin, else "".
 func (g *Global) AdminPreLoginBanner() string {
-	return bannerFor(g.PreLoginBanner, g.PreLoginBannerMessage, "admin")
+	return bannerFor(g.PreLoginBanner, g.PreLoginBannerMessage)
 }
 
 // AdminPostLoginBanner is the text shown to administrators once they have
 // logged in (interactive SSH sessions, the web UI): the
 // post-login-banner-message when post-login-banner includes admin, else "".
 func (g *Global) AdminPostLoginBanner() string {
-	return bannerFor(g.PostLoginBanner, g.PostLoginBannerMessage, "admin")
+	return bannerFor(g.PostLoginBanner, g.PostLoginBannerMessage)
 }
 
-func bannerFor(where []string, text, audience string) string {
-	for _, w := range where {
-		if w == audience {
-			return text
-		}
+// bannerFor is text when where (a banner's audiences) has admin.
+func bannerFor(where []string, text string) string {
+	if slices.Contains(where, "admin") {
+		return text
 	}
 	return ""
 }

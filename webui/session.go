@@ -180,8 +180,10 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request, stream bool) 
 		why = "logout: password changed"
 	case ip != sess.remote:
 		why = "logout: client address not allowed"
-	case admin.LoginRefusal(*ad, ip, admin.ChannelGUI) != "":
-		why = "logout: " + admin.LoginRefusal(*ad, ip, admin.ChannelGUI)
+	default:
+		if refusal := admin.LoginRefusal(*ad, ip, admin.ChannelGUI); refusal != "" {
+			why = "logout: " + refusal
+		}
 	}
 	if why != "" {
 		s.end(sess, w, why)
