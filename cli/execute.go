@@ -164,13 +164,14 @@ func (s *Session) restoreFrom(con Console, first string, ask bool) error {
 	if err != nil {
 		return s.fail(con, err)
 	}
-	if first == "" && fortimail.IsBackup(rest) {
-		return s.importFortiMail(con, rest)
+	text := rest
+	if first != "" {
+		text = first + "\n" + rest
 	}
-	if fortimail.IsBackup(first) {
-		return s.importFortiMail(con, first+"\n"+rest)
+	if fortimail.IsBackup(text) {
+		return s.importFortiMail(con, text)
 	}
-	c, err := config.Parse(first+"\n"+rest, s.svc.Env())
+	c, err := config.Parse(text, s.svc.Env())
 	if err != nil {
 		return s.fail(con, err)
 	}

@@ -41,6 +41,15 @@ type Node struct {
 // MailgateOnlyHelp ends the help of settings FortiMail does not have.
 const MailgateOnlyHelp = " (mailgate; FortiMail has no such setting)"
 
+// help is a field's help, and whether FortiMail lacks the setting (tag
+// fm:"none"; its help then says so).
+func help(f reflect.StructField) (string, bool) {
+	if f.Tag.Get("fm") == "none" {
+		return f.Tag.Get("help") + MailgateOnlyHelp, true
+	}
+	return f.Tag.Get("help"), false
+}
+
 // AttrType is the value syntax of an attribute.
 type AttrType int
 
@@ -111,11 +120,8 @@ func buildChildren(n *Node, t reflect.Type) {
 // table, or returns nil when the field is an attribute.
 func childNode(n *Node, f reflect.StructField, i int) *Node {
 	name, opt, _ := strings.Cut(f.Tag.Get("cfg"), ",")
-	c := &Node{Name: name, Help: f.Tag.Get("help"), Parent: n, field: []int{i}}
-	if f.Tag.Get("fm") == "none" {
-		c.MailgateOnly = true
-		c.Help += MailgateOnlyHelp
-	}
+	c := &Node{Name: name, Parent: n, field: []int{i}}
+	c.Help, c.MailgateOnly = help(f)
 	c.Path = strings.TrimSpace(n.Path + " " + name)
 	c.Late = opt == "late"
 	switch {
@@ -149,11 +155,8 @@ func buildAttrs(n *Node, t reflect.Type) {
 			n.Children = append(n.Children, c)
 			continue
 		}
-		a := &Attr{Name: name, Help: f.Tag.Get("help"), Default: f.Tag.Get("default"), Ref: f.Tag.Get("ref"), Check: f.Tag.Get("check"), field: i, goKind: f.Type.Kind()}
-		if f.Tag.Get("fm") == "none" {
-			a.MailgateOnly = true
-			a.Help += MailgateOnlyHelp
-		}
+		a := &Attr{Name: name, Default: f.Tag.Get("default"), Ref: f.Tag.Get("ref"), Check: f.Tag.Get("check"), field: i, goKind: f.Type.Kind()}
+		a.Help, a.MailgateOnly = help(f)
 		if e := f.Tag.Get("enum"); e != "" {
 			a.Enum = strings.Split(e, "|")
 		}

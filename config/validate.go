@@ -29,28 +29,26 @@ func Validate(c *Config, env *Env) error {
 		}
 	})
 
+	// Rule patterns of type regexp compile: [type, pattern] pairs.
+	regexps := func(table string, id int, patterns ...[2]string) {
+		for _, p := range patterns {
+			if p[0] == "regexp" {
+				if _, err := regexp.Compile(p[1]); err != nil {
+					add("policy access-control %s %d: pattern %q is not a valid regular expression: %v", table, id, p[1], err)
+				}
+			}
+		}
+	}
 	for _, r := range c.Policy.AccessControl.Receive {
 		rdnsType := "default"
 		if r.ReverseDNSPatternRegexp == "yes" {
 			rdnsType = "regexp"
 		}
-		for _, p := range [][2]string{{r.SenderPatternType, r.SenderPattern}, {r.RecipientPatternType, r.RecipientPattern}, {rdnsType, r.ReverseDNSPattern}} {
-			if p[0] == "regexp" {
-				if _, err := regexp.Compile(p[1]); err != nil {
-					add("policy access-control receive %d: pattern %q is not a valid regular expression: %v", r.ID, p[1], err)
-				}
-			}
-		}
+		regexps("receive", r.ID, [2]string{r.SenderPatternType, r.SenderPattern}, [2]string{r.RecipientPatternType, r.RecipientPattern},
+			[2]string{rdnsType, r.ReverseDNSPattern})
 	}
-
 	for _, r := range c.Policy.AccessControl.Delivery {
-		for _, p := range [][2]string{{r.SenderPatternType, r.SenderPattern}, {r.RecipientPatternType, r.RecipientPattern}} {
-			if p[0] == "regexp" {
-				if _, err := regexp.Compile(p[1]); err != nil {
-					add("policy access-control delivery %d: pattern %q is not a valid regular expression: %v", r.ID, p[1], err)
-				}
-			}
-		}
+		regexps("delivery", r.ID, [2]string{r.SenderPatternType, r.SenderPattern}, [2]string{r.RecipientPatternType, r.RecipientPattern})
 	}
 
 	errs = append(errs, OpenRelayRules(c)...)

@@ -84,7 +84,6 @@ func Start(o Options) (*Mode, error) {
 	if o.ResolvConf != "" {
 		resolver.SetResolvConf(o.ResolvConf)
 	}
-	setCache(resolver, cfg())
 	m.resolver = resolver
 	m.dlv = delivery.New(delivery.Options{
 		Config:   cfg,
