@@ -1,8 +1,6 @@
 package cli
 
 import (
-	"fmt"
-	"net"
 	"strings"
 	"sync"
 	"testing"
@@ -40,23 +38,13 @@ func (b *testBanners) set(pre, post string) {
 // sent before authentication.
 func (e *testEnv) dialBanner(t *testing.T, user string, auth ...gossh.AuthMethod) (*gossh.Client, []string) {
 	t.Helper()
-	fp := e.srv.HostKeyFingerprint()
 	var banners []string
-	c, err := gossh.Dial("tcp", e.addr, &gossh.ClientConfig{
-		User: user,
-		Auth: auth,
-		HostKeyCallback: func(_ string, _ net.Addr, key gossh.PublicKey) error {
-			if got := gossh.FingerprintSHA256(key); got != fp {
-				return fmt.Errorf("host key %s, want %s", got, fp)
-			}
-			return nil
-		},
-		BannerCallback: func(msg string) error {
-			banners = append(banners, msg)
-			return nil
-		},
-		Timeout: 5 * time.Second,
-	})
+	cc := e.clientConfig(user, auth)
+	cc.BannerCallback = func(msg string) error {
+		banners = append(banners, msg)
+		return nil
+	}
+	c, err := gossh.Dial("tcp", e.addr, cc)
 	if err != nil {
 		t.Fatalf("login as %s: %v", user, err)
 	}

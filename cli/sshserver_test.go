@@ -372,8 +372,13 @@ func testStart(t *testing.T, mod func(*ServerConfig)) *testEnv {
 }
 
 func (e *testEnv) dial(user string, auth ...gossh.AuthMethod) (*gossh.Client, error) {
+	return gossh.Dial("tcp", e.addr, e.clientConfig(user, auth))
+}
+
+// clientConfig logs in as user with auth, checking the server's host key.
+func (e *testEnv) clientConfig(user string, auth []gossh.AuthMethod) *gossh.ClientConfig {
 	fp := e.srv.HostKeyFingerprint()
-	return gossh.Dial("tcp", e.addr, &gossh.ClientConfig{
+	return &gossh.ClientConfig{
 		User: user,
 		Auth: auth,
 		HostKeyCallback: func(_ string, _ net.Addr, key gossh.PublicKey) error {
@@ -383,7 +388,7 @@ func (e *testEnv) dial(user string, auth ...gossh.AuthMethod) (*gossh.Client, er
 			return nil
 		},
 		Timeout: 5 * time.Second,
-	})
+	}
 }
 
 func (e *testEnv) mustDial(t *testing.T, user string, auth ...gossh.AuthMethod) *gossh.Client {
