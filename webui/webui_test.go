@@ -203,6 +203,43 @@ func TestTrustHost(t *testing.T) {
 	}
 }
 
+// system admin access without gui refuses the web UI login; status
+// disable ends a session that is open.
+func TestAdminAccessAndStatus(t *testing.T) {
+	e := newEnv(t)
+	e.addAdmin("cli-only", testPassword, "super_admin_prof", "")
+	e.addAdmin("ops", testPassword, "super_admin_prof", "")
+	set := func(name string, fn func(*config.Admin)) {
+		t.Helper()
+		if err := e.svc.Update("test", "", func(c *config.Config) error {
+			for i := range c.System.Admin {
+				if c.System.Admin[i].Name == name {
+					fn(&c.System.Admin[i])
+				}
+			}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	set("cli-only", func(a *config.Admin) { a.Access = []string{"cli"} })
+	b := e.browser()
+	if code, _ := b.login("cli-only", testPassword); code != http.StatusUnauthorized {
+		t.Fatalf("web UI login without gui access: %d at %s", code, b.url)
+	}
+	if !e.hasEvent("cli-only", "login failed: no gui access") {
+		t.Error("refusal not logged")
+	}
+	b.mustLogin("ops", testPassword)
+	set("ops", func(a *config.Admin) { a.Status = false })
+	if b.get("/status"); b.url != "/login" {
+		t.Fatal("session survived status disable")
+	}
+	if !e.hasEvent("ops", "logout: account disabled") {
+		t.Error("logout not logged")
+	}
+}
+
 func TestForcedPasswordChange(t *testing.T) {
 	e := newEnv(t) // the factory admin has the empty password
 	b := e.browser()
