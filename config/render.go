@@ -96,11 +96,16 @@ func isAncestorOrSelf(a, n *Node) bool {
 }
 
 // label is the path a `config` line names: the full path at top level,
-// the node's own name when nested inside a section or entry.
+// the path below the section or entry it is nested in otherwise
+// ("profile authentication smtp" inside a domain entry).
 func label(n *Node) string {
+	words := []string{n.Name}
 	for p := n.Parent; p != nil; p = p.Parent {
 		if p.Kind != Group {
-			return n.Name
+			return strings.Join(words, " ")
+		}
+		if p.Name != "" {
+			words = append([]string{p.Name}, words...)
 		}
 	}
 	return n.Path

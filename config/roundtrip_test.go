@@ -123,6 +123,17 @@ config domain
         set fallback-port 465
         set fallback-smtps enable
         set comments "primary # not a comment"
+        config profile authentication smtp
+            edit exchange
+                set server mail.example.com
+                set port 587
+                set option tls senddomain
+                set comment "the internal server"
+            next
+            edit backup
+                set server 192.0.2.26
+            next
+        end
     next
     edit example.org
         set relay-type mx-lookup

@@ -209,15 +209,38 @@ type User struct {
 
 // Domain is one protected domain.
 type Domain struct {
-	Name          string `cfg:"name,key" check:"domain"`
-	RelayType     string `cfg:"relay-type" enum:"host|mx-lookup" default:"host" help:"Deliver to the named SMTP server or by MX lookup."`
-	SMTPServer    string `cfg:"smtp-server" check:"host" help:"Internal mail server of this domain."`
-	SMTPPort      int    `cfg:"smtp-port" range:"1-65535" default:"25" help:"Its port."`
-	SMTPS         bool   `cfg:"smtps" default:"disable" help:"Implicit TLS to it."`
-	FallbackHost  string `cfg:"fallback-host" check:"host" help:"Fallback mail server."`
-	FallbackPort  int    `cfg:"fallback-port" range:"1-65535" default:"25" help:"Fallback port."`
-	FallbackSMTPS bool   `cfg:"fallback-smtps" default:"disable" help:"Implicit TLS to the fallback server."`
-	Comments      string `cfg:"comments" help:"Comments."`
+	Name          string        `cfg:"name,key" check:"domain"`
+	RelayType     string        `cfg:"relay-type" enum:"host|mx-lookup" default:"host" help:"Deliver to the named SMTP server or by MX lookup."`
+	SMTPServer    string        `cfg:"smtp-server" check:"host" help:"Internal mail server of this domain."`
+	SMTPPort      int           `cfg:"smtp-port" range:"1-65535" default:"25" help:"Its port."`
+	SMTPS         bool          `cfg:"smtps" default:"disable" help:"Implicit TLS to it."`
+	FallbackHost  string        `cfg:"fallback-host" check:"host" help:"Fallback mail server."`
+	FallbackPort  int           `cfg:"fallback-port" range:"1-65535" default:"25" help:"Fallback port."`
+	FallbackSMTPS bool          `cfg:"fallback-smtps" default:"disable" help:"Implicit TLS to the fallback server."`
+	Comments      string        `cfg:"comments" help:"Comments."`
+	Profile       DomainProfile `cfg:"profile,group"`
+}
+
+// DomainProfile groups a domain's own profiles (FortiMail's domain-level
+// profiles).
+type DomainProfile struct {
+	Authentication AuthProfiles `cfg:"authentication,group"`
+}
+
+// AuthProfiles groups the authentication profiles.
+type AuthProfiles struct {
+	SMTP []SMTPAuthProfile `cfg:"smtp" help:"SMTP servers that check the passwords of this domain's users at SMTP AUTH (tried in order; local users are checked first)."`
+}
+
+// SMTPAuthProfile is one `config profile authentication smtp` entry of a
+// domain: the appliance checks a user's name and password by
+// authenticating with them to this server.
+type SMTPAuthProfile struct {
+	Name    string   `cfg:"name,key" check:"objname"`
+	Server  string   `cfg:"server" check:"host" help:"Host name or address of the SMTP server that checks the passwords."`
+	Port    int      `cfg:"port" range:"1-65535" default:"25" help:"Its port."`
+	Option  []string `cfg:"option" enum:"ssl|secure|tls|senddomain" help:"ssl: implicit TLS (SMTPS); tls: STARTTLS, required; secure: CRAM-MD5 only, the password itself is never sent; senddomain: the user name is sent as user@domain (without it, only the part before @). The server's certificate must verify against the system and system certificate ca."`
+	Comment string   `cfg:"comment" help:"Comment."`
 }
 
 // Users groups user accounts.
