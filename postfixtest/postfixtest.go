@@ -77,9 +77,20 @@ type SinkOptions struct {
 	// Dir is the instance directory (""; a new temporary directory that
 	// Stop removes). Messages go to Dir/mail/sink/new.
 	Dir string
+	// SASLUsers turns on SMTP AUTH (Cyrus SASL with its own sasldb;
+	// PLAIN, LOGIN and CRAM-MD5) for these users: "name@realm" ->
+	// password. A login name without "@" is in the realm of Hostname.
+	SASLUsers map[string]string
+	// SMTPS makes the listener implicit TLS (smtpd_tls_wrappermode); it
+	// needs a certificate.
+	SMTPS bool
 	// Extra main.cf settings, overriding the defaults.
 	Extra map[string]string
 }
+
+// SaslPasswdPath is Cyrus SASL's tool for its password database
+// (Debian's sasl2-bin).
+var SaslPasswdPath = "/usr/sbin/saslpasswd2"
 
 // RelayOptions configure a relay: Postfix as an MTA that relays all mail
 // from loopback clients to RelayHost, with Postfix's default durability.
@@ -196,11 +207,53 @@ func NewSink(o SinkOptions) (*Instance, error) {
 			cf["tls_high_cipherlist"] = "DHE-RSA-AES256-GCM-SHA384"
 		}
 	}
+	if o.SMTPS {
+		cf["smtpd_tls_wrappermode"] = "yes"
+	}
+	if len(o.SASLUsers) > 0 {
+		if err := inst.sasl(cf, o.SASLUsers); err != nil {
+			return fail(err)
+		}
+	}
 	maps.Copy(cf, o.Extra)
 	if err := inst.start(cf); err != nil {
 		return fail(err)
 	}
 	return inst, nil
+}
+
+// sasl writes a Cyrus SASL configuration and password database of the
+// instance's own and turns SMTP AUTH on, also without TLS.
+func (i *Instance) sasl(cf map[string]string, users map[string]string) error {
+	db := filepath.Join(i.Dir, "sasldb2")
+	conf := fmt.Sprintf("pwcheck_method: auxprop\nauxprop_plugin: sasldb\nmech_list: PLAIN LOGIN CRAM-MD5\nsasldb_path: %s\n", db)
+	// Debian's smtpd reads $config_directory/sasl/smtpd.conf.
+	if err := os.MkdirAll(filepath.Join(i.Dir, "sasl"), 0o755); err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(i.Dir, "sasl", "smtpd.conf"), []byte(conf), 0o644); err != nil {
+		return err
+	}
+	for _, name := range slices.Sorted(maps.Keys(users)) {
+		user, realm, ok := strings.Cut(name, "@")
+		if !ok {
+			realm = cf["myhostname"]
+		}
+		cmd := exec.Command(SaslPasswdPath, "-p", "-c", "-f", db, "-u", realm, user)
+		cmd.Stdin = strings.NewReader(users[name])
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return fmt.Errorf("saslpasswd2 %s: %v: %s", name, err, out)
+		}
+	}
+	if err := os.Chmod(db, 0o644); err != nil {
+		return err
+	}
+	cf["smtpd_sasl_auth_enable"] = "yes"
+	cf["smtpd_sasl_type"] = "cyrus"
+	cf["smtpd_sasl_path"] = "smtpd"
+	cf["smtpd_sasl_security_options"] = "noanonymous"
+	cf["smtpd_tls_auth_only"] = "no"
+	return nil
 }
 
 // NewRelay starts a relay instance.

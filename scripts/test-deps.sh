@@ -16,6 +16,11 @@ command -v ip >/dev/null || [ -x /usr/sbin/ip ] || need+=(iproute2) # network na
 command -v ping >/dev/null || need+=(iputils-ping)
 [ -x /usr/sbin/postfix ] || need+=(postfix)
 command -v smtp-source >/dev/null || [ -x /usr/sbin/smtp-source ] || need+=(postfix)
+# SMTP AUTH in the Postfix sink (authentication profiles): Cyrus SASL's
+# sasldb and its PLAIN, LOGIN and CRAM-MD5 mechanisms.
+[ -x /usr/sbin/saslpasswd2 ] || need+=(sasl2-bin)
+ls /usr/lib/*/sasl2/libsasldb.so >/dev/null 2>&1 || need+=(libsasl2-modules-db)
+ls /usr/lib/*/sasl2/libcrammd5.so >/dev/null 2>&1 || need+=(libsasl2-modules)
 command -v fsck.vfat >/dev/null || [ -x /usr/sbin/fsck.vfat ] || need+=(dosfstools) # image/disk
 command -v mdir >/dev/null || need+=(mtools) # image/disk
 command -v sfdisk >/dev/null || [ -x /usr/sbin/sfdisk ] || need+=(fdisk) # image/disk

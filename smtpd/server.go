@@ -34,6 +34,7 @@ import (
 
 	"mailgate/cert"
 	"mailgate/config"
+	"mailgate/mailauth"
 	"mailgate/policy"
 	"mailgate/queue"
 )
@@ -94,6 +95,9 @@ type Options struct {
 	// when one is set.
 	Hostname func() string
 	Now      func() time.Time
+	// Auth checks SMTP AUTH credentials (nil: a mailauth.Checker with its
+	// defaults).
+	Auth *mailauth.Checker
 	// SpoolDir holds messages larger than 1 MiB while they are received
 	// and checked, before they go to the queue ("" = os.TempDir()).
 	SpoolDir string

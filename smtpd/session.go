@@ -15,9 +15,9 @@ import (
 
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
-	"golang.org/x/crypto/bcrypt"
 
 	"mailgate/config"
+	"mailgate/mailauth"
 	"mailgate/policy"
 	"mailgate/queue"
 )
@@ -229,14 +229,16 @@ var (
 	errAuthNeeded  = smtpErr(530, "5.7.0", "Authentication required")
 	errAuthTLS     = smtpErr(538, "5.7.11", "Must issue a STARTTLS command first (encryption required for authentication)")
 	errAuthMalform = smtpErr(501, "5.5.2", "Malformed authentication data")
-	errAuthTooMany = smtpErr(421, "4.7.0", "Too many authentication failures, closing connection")
-	errTooManyRcpt = smtpErr(452, "4.5.3", "Too many recipients")
-	errSmuggling   = smtpErr(550, "5.6.0", "Message contains bare CR or LF (not accepted: SMTP smuggling protection)")
-	errTooBig      = smtpErr(552, "5.3.4", "Message size exceeds fixed maximum message size")
-	errDataTimeout = smtpErr(421, "4.4.2", "Timeout waiting for data, closing connection")
-	errDiskFull    = smtpErr(452, "4.3.1", "Insufficient system storage")
-	errQueue       = smtpErr(451, "4.3.0", "Local error in processing, try again later")
-	errNoSender    = smtpErr(503, "5.5.1", "Send MAIL first")
+	// RFC 4954: the authentication server of the user's domain gave no answer.
+	errAuthUnavailable = smtpErr(454, "4.7.0", "Temporary authentication failure")
+	errAuthTooMany     = smtpErr(421, "4.7.0", "Too many authentication failures, closing connection")
+	errTooManyRcpt     = smtpErr(452, "4.5.3", "Too many recipients")
+	errSmuggling       = smtpErr(550, "5.6.0", "Message contains bare CR or LF (not accepted: SMTP smuggling protection)")
+	errTooBig          = smtpErr(552, "5.3.4", "Message size exceeds fixed maximum message size")
+	errDataTimeout     = smtpErr(421, "4.4.2", "Timeout waiting for data, closing connection")
+	errDiskFull        = smtpErr(452, "4.3.1", "Insufficient system storage")
+	errQueue           = smtpErr(451, "4.3.0", "Local error in processing, try again later")
+	errNoSender        = smtpErr(503, "5.5.1", "Send MAIL first")
 )
 
 // Reset implements smtp.Session.
@@ -330,12 +332,25 @@ func (l *loginServer) Next(resp []byte) ([]byte, bool, error) {
 }
 
 func (s *session) login(user, pass string) error {
-	name, ok := authenticate(s.cfg, user, pass)
-	if !ok {
-		return s.authFailed(user, "bad user name or password")
+	auth := s.srv.o.Auth
+	if auth == nil {
+		auth = &mailauth.Checker{}
 	}
-	s.authUser = name
-	s.event("information", "client=%s, sasl_username=%s, authenticated", s.client(), name)
+	res, err := auth.Check(s.srv.ctx, s.cfg, user, pass)
+	var unavailable *mailauth.UnavailableError
+	switch {
+	case errors.As(err, &unavailable):
+		s.event("warning", "client=%s, sasl_username=%s, authentication unavailable: %v", s.client(), user, err)
+		return errAuthUnavailable
+	case err != nil:
+		return s.authFailed(user, err.Error())
+	}
+	s.authUser = res.User
+	via := ""
+	if res.Via != "local" {
+		via = " by " + res.Via
+	}
+	s.event("information", "client=%s, sasl_username=%s, authenticated%s", s.client(), res.User, via)
 	return nil
 }
 
@@ -348,38 +363,6 @@ func (s *session) authFailed(user, why string) error {
 		return errAuthTooMany
 	}
 	return smtp.ErrAuthFailed
-}
-
-var dummyHash = sync.OnceValue(func() []byte {
-	h, _ := bcrypt.GenerateFromPassword([]byte("not a password"), bcrypt.DefaultCost)
-	return h
-})
-
-// authenticate checks a user name and password against the enabled local
-// users (case-insensitive names). A name without '@' that is not found as
-// is is tried again with default-auth-domain appended. It returns the
-// configured name of the user.
-func authenticate(c *config.Config, user, pass string) (string, bool) {
-	find := func(name string) *config.User {
-		for i := range c.User.Local {
-			if u := &c.User.Local[i]; strings.EqualFold(u.Name, name) {
-				return u
-			}
-		}
-		return nil
-	}
-	u := find(user)
-	if dom := c.System.Mailserver.DefaultAuthDomain; u == nil && dom != "" && user != "" && !strings.Contains(user, "@") {
-		u = find(user + "@" + dom)
-	}
-	if u == nil || !u.Status || u.Password == "" {
-		bcrypt.CompareHashAndPassword(dummyHash(), []byte(pass)) // same time as a real check
-		return "", false
-	}
-	if bcrypt.CompareHashAndPassword([]byte(u.Password), []byte(pass)) != nil {
-		return "", false
-	}
-	return u.Name, true
 }
 
 // Mail implements smtp.Session.

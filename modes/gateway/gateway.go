@@ -27,6 +27,7 @@ import (
 	"mailgate/config"
 	"mailgate/delivery"
 	"mailgate/eventlog"
+	"mailgate/mailauth"
 	"mailgate/queue"
 	"mailgate/smtpd"
 )
@@ -135,6 +136,11 @@ func Start(o Options) (*Mode, error) {
 			return forwardConfirmed(ctx, resolver, ip)
 		},
 		SpoolDir: spoolDir,
+		Auth: &mailauth.Checker{
+			Roots:    func() *x509.CertPool { return roots(cfg()) },
+			HeloName: hostname,
+			Lookup:   resolver.LookupHost,
+		},
 		History: func(h smtpd.History) {
 			logs.History(eventlog.History{Time: h.Time, SessionID: h.SessionID, ClientIP: addrString(h.ClientIP), From: h.From, To: h.To,
 				Classifier: h.Classifier, Disposition: h.Disposition, TLS: h.TLS, Status: h.Status})
