@@ -217,6 +217,7 @@ func TestRoundTripFull(t *testing.T) {
 			return config.Factory(config.FactoryOptions{Mode: "server", Dev: true})
 		}},
 		{"rich", func(t *testing.T) *config.Config { return richConfig(t) }},
+		{"server", func(t *testing.T) *config.Config { return serverConfig(t) }},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -368,4 +369,46 @@ func TestChangedPaths(t *testing.T) {
 	if got := config.ChangedPaths(a, a.Clone()); len(got) != 0 {
 		t.Fatalf("no change reported as %q", got)
 	}
+}
+
+// serverConfig has mailboxes and resource profiles (server mode).
+func serverConfig(t testing.TB) *config.Config {
+	o := factoryOpts(false)
+	o.Mode = "server"
+	e := config.NewEditor(config.Factory(o), testEnv())
+	run(t, e, `
+config profile resource
+    edit staff
+        set disk-quota 2048
+        set email-retention 365
+    next
+    edit left
+        set account-status disable
+        set webmail-access disable
+    next
+end
+config domain
+    edit example.com
+        config user mail
+            edit alice
+                set password "Alice-Mailbox-1"
+                set displayname "Alice Liddell"
+                set resource-profile staff
+            next
+            edit "o'brien"
+                set status disable
+                set password ENC `+pwHash+`
+                set comments "left in June"
+            next
+        end
+    next
+end
+`)
+	if e.Depth() != 0 {
+		t.Fatalf("script ends at depth %d", e.Depth())
+	}
+	if err := config.Validate(e.Work(), testEnv()); err != nil {
+		t.Fatalf("Validate: %v", err)
+	}
+	return e.Work()
 }

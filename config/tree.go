@@ -23,9 +23,9 @@ package config
 type Config struct {
 	System      System      `cfg:"system,group"`
 	Mailsetting Mailsetting `cfg:"mailsetting,group"`
+	Profile     Profile     `cfg:"profile,group"` // before domain, whose mail users name resource profiles
 	Domain      []Domain    `cfg:"domain" help:"Protected domains."`
 	User        Users       `cfg:"user,group"`
-	Profile     Profile     `cfg:"profile,group"`
 	Policy      Policy      `cfg:"policy,group"`
 }
 
@@ -219,6 +219,24 @@ type Domain struct {
 	FallbackSMTPS bool          `cfg:"fallback-smtps" default:"disable" help:"Implicit TLS to the fallback server."`
 	Comments      string        `cfg:"comments" help:"Comments."`
 	Profile       DomainProfile `cfg:"profile,group"`
+	User          DomainUsers   `cfg:"user,group"`
+}
+
+// DomainUsers groups a domain's user accounts.
+type DomainUsers struct {
+	Mail []MailUser `cfg:"mail" help:"Mailboxes of this domain (server mode); a user logs in as name@domain, or as name when default-auth-domain is this domain."`
+}
+
+// MailUser is one `config user mail` entry of a domain: a mailbox on the
+// appliance in server mode.
+type MailUser struct {
+	Name            string `cfg:"name,key" check:"localpart"`
+	Status          bool   `cfg:"status" default:"enable" help:"Account in use; a disabled user cannot log in, and mail to it is refused."`
+	Type            string `cfg:"type" enum:"local" default:"local" help:"Where the password is checked: local, on the appliance (FortiMail's ldap and radius are not supported)."`
+	Password        string `cfg:"password" type:"password" help:"Password (stored as a bcrypt hash)."`
+	DisplayName     string `cfg:"displayname" help:"Display name."`
+	ResourceProfile string `cfg:"resource-profile" fm:"none" type:"ref" ref:"profile resource" help:"Resource profile (quota, account status, webmail access, retention); empty: no limits. FortiMail binds resource profiles through recipient-based policies."`
+	Comments        string `cfg:"comments" fm:"none" help:"Comments."`
 }
 
 // DomainProfile groups a domain's own profiles (FortiMail's domain-level
@@ -250,7 +268,18 @@ type Users struct {
 
 // Profile groups reusable profiles.
 type Profile struct {
-	TLS []TLSProfile `cfg:"tls" help:"TLS profiles."`
+	TLS      []TLSProfile      `cfg:"tls" help:"TLS profiles."`
+	Resource []ResourceProfile `cfg:"resource" help:"Resource profiles of mail users (server mode)."`
+}
+
+// ResourceProfile is one `config profile resource` entry: the limits of
+// the mail users that name it.
+type ResourceProfile struct {
+	Name           string `cfg:"name,key" check:"objname"`
+	DiskQuota      int    `cfg:"disk-quota" range:"0-1048576" default:"0" help:"Mailbox size limit of each user, in MB (0: unlimited)."`
+	AccountStatus  bool   `cfg:"account-status" default:"enable" help:"disable: the users of this profile cannot log in, and mail to them is refused."`
+	WebmailAccess  bool   `cfg:"webmail-access" default:"enable" help:"The users of this profile may log in to webmail."`
+	EmailRetention int    `cfg:"email-retention" range:"0-3650" default:"0" help:"Days a message is kept in a user's folders before it is deleted (0: kept)."`
 }
 
 // TLSProfile is one `config profile tls` entry.

@@ -99,8 +99,18 @@ func Validate(c *Config, env *Env) error {
 		}
 	}
 	for _, d := range c.Domain {
-		if d.RelayType == "host" && d.SMTPServer == "" {
+		if d.RelayType == "host" && d.SMTPServer == "" && g.OperationMode != "server" {
 			add("domain %q: relay-type host needs smtp-server", d.Name)
+		}
+		if len(d.User.Mail) > 0 && g.OperationMode != "server" {
+			add("domain %q: config user mail holds mailboxes, which only server mode has (operation-mode is %s)", d.Name, g.OperationMode)
+		}
+		seen := map[string]string{}
+		for _, u := range d.User.Mail {
+			if other, ok := seen[strings.ToLower(u.Name)]; ok {
+				add("domain %q: user mail %q and %q differ only in case; logins and addresses ignore case", d.Name, other, u.Name)
+			}
+			seen[strings.ToLower(u.Name)] = u.Name
 		}
 	}
 	for _, p := range c.Profile.TLS {

@@ -287,3 +287,37 @@ func TestValidateLoginBanners(t *testing.T) {
 		t.Errorf("pre-login banner: %q", got)
 	}
 }
+
+// Mailboxes exist only in server mode, where a domain needs no server of
+// its own; their names are local parts, unique whatever the case.
+func TestValidateMailUsers(t *testing.T) {
+	c := serverConfig(t)
+	c.Domain[0].User.Mail = append(c.Domain[0].User.Mail, config.MailUser{Name: "ALICE", Status: true, Type: "local"})
+	err := config.Validate(c, testEnv())
+	if err == nil || !strings.Contains(err.Error(), `domain "example.com": user mail "alice" and "ALICE" differ only in case`) {
+		t.Errorf("case duplicate: %v", err)
+	}
+	c = serverConfig(t)
+	c.System.Global.OperationMode = "gateway"
+	c.Domain[0].SMTPServer = "192.0.2.25"
+	err = config.Validate(c, testEnv())
+	if err == nil || !strings.Contains(err.Error(), `domain "example.com": config user mail holds mailboxes, which only server mode has (operation-mode is gateway)`) {
+		t.Errorf("mailboxes in gateway mode: %v", err)
+	}
+	e := config.NewEditor(serverConfig(t), testEnv())
+	run(t, e, "config domain\nedit example.com\nconfig user mail")
+	for _, bad := range []string{"edit .alice", "edit al..ice", "edit alice@example.com", `edit "al ice"`, "edit " + strings.Repeat("a", 65)} {
+		if _, err := exec(e, bad); err == nil || !strings.Contains(err.Error()+fmt.Sprint(errors.Unwrap(err)), "value parse error") {
+			var ce *config.Error
+			if !errors.As(err, &ce) || ce.Code != config.CodeValue {
+				t.Errorf("%s: %v, want a value parse error", bad, err)
+			}
+		}
+	}
+	for _, good := range []string{"edit bob.smith", `edit "o'neil+tag"`, "edit a_b-c"} {
+		if _, err := exec(e, good); err != nil {
+			t.Errorf("%s: %v", good, err)
+		}
+		exec(e, "next")
+	}
+}

@@ -297,7 +297,10 @@ func Matches(word string, choices []string) []string {
 var (
 	labelRe    = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$`)
 	usernameRe = regexp.MustCompile(`^[A-Za-z0-9_.@-]{1,64}$`)
-	ifnameRe   = regexp.MustCompile(`^[a-z0-9_.-]{1,15}$`)
+	// An RFC 5321 dot-string local part (no quoted strings), not starting
+	// or ending with a dot, no two dots in a row.
+	localpartRe = regexp.MustCompile("^[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(\\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*$")
+	ifnameRe    = regexp.MustCompile(`^[a-z0-9_.-]{1,15}$`)
 	// bcryptRe is the whole of a bcrypt hash; bcrypt.Cost reads only its
 	// prefix and length.
 	bcryptRe = regexp.MustCompile(`^\$2[a-z]?\$[0-9]{2}\$[./A-Za-z0-9]{53}$`)
@@ -368,6 +371,10 @@ func (a *Attr) check(s string) error {
 	case "username":
 		if !usernameRe.MatchString(s) {
 			return bad("use letters, digits and _ . @ - (at most 64)")
+		}
+	case "localpart":
+		if len(s) > 64 || !localpartRe.MatchString(s) {
+			return bad("the part of an address before @: letters, digits and ! # $ % & ' * + - / = ? ^ _ ` { | } ~ . (at most 64)")
 		}
 	case "ifname":
 		if !ifnameRe.MatchString(s) {

@@ -1,7 +1,8 @@
 // Package mailauth checks the credentials of mail users (SMTP AUTH today;
 // IMAP, POP3 and webmail in server mode): the local users of
-// `config user local`, and, for a user of a protected domain that is not
-// a local user, the SMTP servers of the domain's
+// `config user local`, in server mode the mailboxes of the domains'
+// `config user mail`, and, for another user of a protected domain, the
+// SMTP servers of the domain's
 // `config profile authentication smtp`, to which the appliance
 // authenticates with the user's own name and password.
 package mailauth
@@ -42,10 +43,10 @@ func (e *UnavailableError) Error() string {
 
 // Result is an accepted login.
 type Result struct {
-	// User is the configured name of a local user, or user@domain for a
-	// user checked by an authentication profile.
+	// User is the configured name of a local user, or local@domain for a
+	// mailbox or a user checked by an authentication profile.
 	User string
-	// Via is "local", or "profile NAME (host:port)".
+	// Via is "local", "mailbox", or "profile NAME (host:port)".
 	Via string
 }
 
@@ -67,8 +68,9 @@ type Checker struct {
 }
 
 // Check checks user and pass against c. A local user (case-insensitive
-// name) decides alone; a name without '@' is tried with
-// default-auth-domain appended. A name that is no local user but whose
+// name) decides alone, then, in server mode, a mailbox (config domain /
+// config user mail); a name without '@' is tried with
+// default-auth-domain appended. A name that is neither but whose
 // domain is a protected domain with SMTP authentication profiles is
 // checked by those servers, in order, the next only when one gives no
 // answer.
@@ -91,6 +93,9 @@ func (k *Checker) Check(ctx context.Context, c *config.Config, user, pass string
 	}
 	local, domain, ok := strings.Cut(name, "@")
 	d := findDomain(c, domain)
+	if mu := findMailUser(c, d, local); mu != nil {
+		return checkMailUser(c, d, mu, pass)
+	}
 	if !ok || local == "" || d == nil || len(d.Profile.Authentication.SMTP) == 0 || pass == "" {
 		bcrypt.CompareHashAndPassword(dummyHash(), []byte(pass)) // same time as a real check
 		return Result{}, ErrFailed
@@ -146,6 +151,38 @@ func (k *Checker) server(p config.SMTPAuthProfile, local, domain string) (delive
 		login = local + "@" + domain
 	}
 	return s, login
+}
+
+// checkMailUser checks the password of a mailbox (server mode): the
+// account and its resource profile must be enabled.
+func checkMailUser(c *config.Config, d *config.Domain, u *config.MailUser, pass string) (Result, error) {
+	ok := u.Status && u.Password != ""
+	for _, p := range c.Profile.Resource {
+		if p.Name == u.ResourceProfile && !p.AccountStatus {
+			ok = false
+		}
+	}
+	hash := []byte(u.Password)
+	if !ok {
+		hash = dummyHash()
+	}
+	if bcrypt.CompareHashAndPassword(hash, []byte(pass)) != nil || !ok {
+		return Result{}, ErrFailed
+	}
+	return Result{User: u.Name + "@" + d.Name, Via: "mailbox"}, nil
+}
+
+// findMailUser is the mailbox local@d, in server mode only.
+func findMailUser(c *config.Config, d *config.Domain, local string) *config.MailUser {
+	if d == nil || c.System.Global.OperationMode != "server" {
+		return nil
+	}
+	for i := range d.User.Mail {
+		if u := &d.User.Mail[i]; strings.EqualFold(u.Name, local) {
+			return u
+		}
+	}
+	return nil
 }
 
 func findLocal(c *config.Config, name string) *config.User {

@@ -204,3 +204,42 @@ func loopback(host string) ([]netip.Addr, error) {
 	}
 	return []netip.Addr{netip.MustParseAddr("127.0.0.1")}, nil
 }
+
+// In server mode the mailboxes of config user mail log in as local@domain
+// (or local with default-auth-domain); a disabled account or resource
+// profile refuses. In another mode they are no accounts.
+func TestMailboxUsers(t *testing.T) {
+	h, err := bcrypt.GenerateFromPassword([]byte("Mailbox-Pass-3"), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := config.Factory(config.FactoryOptions{Mode: "server"})
+	c.System.Mailserver.DefaultAuthDomain = "example.com"
+	c.Profile.Resource = []config.ResourceProfile{{Name: "staff", AccountStatus: true}, {Name: "left", AccountStatus: false}}
+	d := config.Domain{Name: "example.com"}
+	d.User.Mail = []config.MailUser{
+		{Name: "Alice", Status: true, Password: string(h), ResourceProfile: "staff"},
+		{Name: "dave", Status: false, Password: string(h)},
+		{Name: "erin", Status: true, Password: string(h), ResourceProfile: "left"},
+	}
+	c.Domain = []config.Domain{d}
+	k := &mailauth.Checker{}
+	for _, login := range []string{"alice@example.com", "ALICE@Example.COM", "alice"} {
+		res, err := k.Check(context.Background(), c, login, "Mailbox-Pass-3")
+		if err != nil || res.User != "Alice@example.com" || res.Via != "mailbox" {
+			t.Errorf("%s: %+v, %v", login, res, err)
+		}
+	}
+	for _, tc := range []struct{ login, pass string }{
+		{"alice@example.com", "wrong"}, {"dave@example.com", "Mailbox-Pass-3"}, {"erin@example.com", "Mailbox-Pass-3"},
+		{"nobody@example.com", "Mailbox-Pass-3"}, {"alice@other.example", "Mailbox-Pass-3"},
+	} {
+		if _, err := k.Check(context.Background(), c, tc.login, tc.pass); !errors.Is(err, mailauth.ErrFailed) {
+			t.Errorf("%s / %s: %v, want ErrFailed", tc.login, tc.pass, err)
+		}
+	}
+	c.System.Global.OperationMode = "gateway"
+	if _, err := k.Check(context.Background(), c, "alice@example.com", "Mailbox-Pass-3"); !errors.Is(err, mailauth.ErrFailed) {
+		t.Errorf("a mailbox outside server mode: %v, want ErrFailed", err)
+	}
+}
