@@ -12,6 +12,7 @@ import (
 
 	"mailgate/config"
 	"mailgate/eventlog"
+	"mailgate/throttle"
 )
 
 // Login throttling per client IP address, shared by every administrative
@@ -22,9 +23,9 @@ import (
 // LoginMaxFailures and LoginLockout are the factory values.
 const (
 	LoginMaxFailures   = 4
-	LoginFailureWindow = 5 * time.Minute
+	LoginFailureWindow = throttle.Window
 	LoginLockout       = 3 * time.Minute
-	LoginMaxLockout    = 15 * time.Minute
+	LoginMaxLockout    = throttle.MaxLockout
 )
 
 // ErrLoginFailed is returned by CheckLogin for an unknown administrator, a
@@ -84,7 +85,7 @@ func (s *Service) CheckLogin(name, password string, ip netip.Addr, channel strin
 		reason = LoginRefusal(*ad, ip, channel)
 	}
 	if reason == "" {
-		s.loginThrottle().success(ip)
+		s.loginThrottle().Success(ip)
 		s.Event(eventlog.Information, "admin", name, remoteString(ip), "login")
 		return Access{Name: ad.Name, ReadOnly: ad.AccessProfile == "read_only_prof", MustChangePassword: ad.Password == ""}, nil
 	}
@@ -100,7 +101,7 @@ func (s *Service) RecordLoginFailure(name string, ip netip.Addr, reason string) 
 	remote := remoteString(ip)
 	c, _ := s.Config()
 	g := c.System.Global
-	lock := s.loginThrottle().fail(ip, s.opt.Now(), g.AdminLockoutThreshold, time.Duration(g.AdminLockoutDuration)*time.Minute)
+	lock := s.loginThrottle().Fail(ip, s.opt.Now(), g.AdminLockoutThreshold, time.Duration(g.AdminLockoutDuration)*time.Minute)
 	s.Event(eventlog.Warning, "admin", name, remote, "login failed: "+reason)
 	if lock > 0 {
 		s.Event(eventlog.Warning, "admin", name, remote, fmt.Sprintf("login locked out: %d failures, further logins from %s refused for %s",
@@ -113,13 +114,13 @@ func (s *Service) RecordLoginFailure(name string, ip netip.Addr, reason string) 
 // through CheckLogin (SSH public keys) call it after a successful login.
 // It logs nothing.
 func (s *Service) ClearLoginFailures(ip netip.Addr) {
-	s.loginThrottle().success(ip.Unmap())
+	s.loginThrottle().Success(ip.Unmap())
 }
 
 // LoginThrottled reports whether logins from ip are currently refused
 // after too many failures.
 func (s *Service) LoginThrottled(ip netip.Addr) bool {
-	return s.loginThrottle().locked(ip.Unmap(), s.opt.Now())
+	return s.loginThrottle().Locked(ip.Unmap(), s.opt.Now())
 }
 
 // The ways an administrator logs in, as `config system admin` access
@@ -206,95 +207,10 @@ func (s *Service) dummyHash() []byte {
 
 var (
 	dummyHashes sync.Map // bcrypt cost → hash
-	throttles   sync.Map // *Service → *loginThrottle
+	throttles   sync.Map // *Service → *throttle.Lockout
 )
 
-func (s *Service) loginThrottle() *loginThrottle {
-	if t, ok := throttles.Load(s); ok {
-		return t.(*loginThrottle)
-	}
-	t, _ := throttles.LoadOrStore(s, &loginThrottle{ips: map[netip.Addr]*loginIPState{}})
-	return t.(*loginThrottle)
-}
-
-type loginThrottle struct {
-	mu  sync.Mutex
-	ips map[netip.Addr]*loginIPState
-}
-
-type loginIPState struct {
-	fails []time.Time // failures inside the window
-	until time.Time   // locked out until
-	level int         // lockouts so far (decays after a quiet period)
-}
-
-func (t *loginThrottle) locked(ip netip.Addr, now time.Time) bool {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	st := t.ips[ip]
-	return st != nil && now.Before(st.until)
-}
-
-// fail records a failure and returns the lockout duration when this
-// failure starts a lockout (0 otherwise).
-func (t *loginThrottle) fail(ip netip.Addr, now time.Time, threshold int, lockout time.Duration) time.Duration {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	st := t.ips[ip]
-	if st == nil {
-		if len(t.ips) >= 4096 {
-			t.pruneLocked(now)
-		}
-		st = &loginIPState{}
-		t.ips[ip] = st
-	}
-	if now.Before(st.until) {
-		return 0
-	}
-	longest := max(LoginMaxLockout, lockout)
-	if st.level > 0 && now.Sub(st.until) > longest {
-		st.level = 0
-	}
-	kept := st.fails[:0]
-	for _, f := range st.fails {
-		if now.Sub(f) < LoginFailureWindow {
-			kept = append(kept, f)
-		}
-	}
-	st.fails = append(kept, now)
-	if len(st.fails) < max(threshold, 1) {
-		return 0
-	}
-	st.fails = nil
-	st.level++
-	d := max(lockout, time.Second)
-	for i := 1; i < st.level && d < longest; i++ {
-		d *= 2
-	}
-	d = min(d, longest)
-	st.until = now.Add(d)
-	return d
-}
-
-// success forgets the failures of ip; the lockout level is kept (it decays
-// after a quiet period) so that a shared address does not shorten an
-// attacker's lockouts.
-func (t *loginThrottle) success(ip netip.Addr) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if st := t.ips[ip]; st != nil {
-		st.fails = nil
-		if st.level == 0 {
-			delete(t.ips, ip)
-		}
-	}
-}
-
-func (t *loginThrottle) pruneLocked(now time.Time) {
-	for ip, st := range t.ips {
-		recent := len(st.fails) > 0 && now.Sub(st.fails[len(st.fails)-1]) < LoginFailureWindow
-		if !recent && now.Sub(st.until) > LoginMaxLockout {
-			delete(t.ips, ip)
-		}
-	}
+func (s *Service) loginThrottle() *throttle.Lockout[netip.Addr] {
+	t, _ := throttles.LoadOrStore(s, &throttle.Lockout[netip.Addr]{})
+	return t.(*throttle.Lockout[netip.Addr])
 }

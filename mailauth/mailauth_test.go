@@ -4,10 +4,12 @@ import (
 	"context"
 	"crypto/x509"
 	"errors"
+	"fmt"
 	"net"
 	"net/netip"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -116,7 +118,7 @@ func TestProfilesAgainstPostfix(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			c := cfg(t, tc.p)
 			c.System.Mailserver.DefaultAuthDomain = "example.com"
-			res, err := k.Check(context.Background(), c, tc.user, tc.pass)
+			res, err := k.Check(context.Background(), c, tc.user, tc.pass, netip.Addr{})
 			var unavailable *mailauth.UnavailableError
 			switch {
 			case tc.want != "":
@@ -147,7 +149,7 @@ func TestProfileCertificateMustVerify(t *testing.T) {
 	}
 	k.Roots = func() *x509.CertPool { return other.Pool() }
 	k.Lookup = func(ctx context.Context, host string) ([]netip.Addr, error) { return loopback(host) }
-	_, err = k.Check(context.Background(), cfg(t, profile("p", port(t, s.plain), "tls", "senddomain")), "alice@example.com", "Alice-Pass-1")
+	_, err = k.Check(context.Background(), cfg(t, profile("p", port(t, s.plain), "tls", "senddomain")), "alice@example.com", "Alice-Pass-1", netip.Addr{})
 	var unavailable *mailauth.UnavailableError
 	if !errors.As(err, &unavailable) || !strings.Contains(err.Error(), "certificate") {
 		t.Fatalf("Check: %v, want unavailable for the certificate", err)
@@ -168,16 +170,16 @@ func TestProfileOrderAndLocalUsers(t *testing.T) {
 	ln.Close() // nothing listens there now
 
 	c := cfg(t, profile("down", dead, "tls"), profile("up", port(t, s.plain), "tls", "senddomain"))
-	res, err := k.Check(context.Background(), c, "alice@example.com", "Alice-Pass-1")
+	res, err := k.Check(context.Background(), c, "alice@example.com", "Alice-Pass-1", netip.Addr{})
 	if err != nil || res.User != "alice@example.com" || !strings.HasPrefix(res.Via, "profile up ") {
 		t.Fatalf("Check = %+v, %v; want alice by profile up", res, err)
 	}
 	c = cfg(t, profile("up", port(t, s.plain), "tls", "senddomain"), profile("other", port(t, s.smtp), "ssl", "senddomain"))
-	if _, err := k.Check(context.Background(), c, "alice@example.com", "wrong"); !errors.Is(err, mailauth.ErrFailed) {
+	if _, err := k.Check(context.Background(), c, "alice@example.com", "wrong", netip.Addr{}); !errors.Is(err, mailauth.ErrFailed) {
 		t.Fatalf("a refusal by the first profile: %v, want ErrFailed (no second try)", err)
 	}
 	c = cfg(t, profile("down", dead, "tls"))
-	_, err = k.Check(context.Background(), c, "alice@example.com", "Alice-Pass-1")
+	_, err = k.Check(context.Background(), c, "alice@example.com", "Alice-Pass-1", netip.Addr{})
 	var unavailable *mailauth.UnavailableError
 	if !errors.As(err, &unavailable) || unavailable.Domain != "example.com" || len(unavailable.Errs) != 1 {
 		t.Fatalf("every server down: %v, want UnavailableError", err)
@@ -185,14 +187,14 @@ func TestProfileOrderAndLocalUsers(t *testing.T) {
 
 	// bob is a local user: his password is checked here, never remotely.
 	c = cfg(t, profile("up", port(t, s.plain), "tls", "senddomain"))
-	if res, err := k.Check(context.Background(), c, "BOB@example.com", "Local-User-1"); err != nil || res.User != "bob@example.com" || res.Via != "local" {
+	if res, err := k.Check(context.Background(), c, "BOB@example.com", "Local-User-1", netip.Addr{}); err != nil || res.User != "bob@example.com" || res.Via != "local" {
 		t.Fatalf("local user: %+v, %v", res, err)
 	}
-	if _, err := k.Check(context.Background(), c, "bob@example.com", "Alice-Pass-1"); !errors.Is(err, mailauth.ErrFailed) {
+	if _, err := k.Check(context.Background(), c, "bob@example.com", "Alice-Pass-1", netip.Addr{}); !errors.Is(err, mailauth.ErrFailed) {
 		t.Fatalf("local user, wrong password: %v", err)
 	}
 	c.User.Local[0].Status = false
-	if _, err := k.Check(context.Background(), c, "bob@example.com", "Local-User-1"); !errors.Is(err, mailauth.ErrFailed) {
+	if _, err := k.Check(context.Background(), c, "bob@example.com", "Local-User-1", netip.Addr{}); !errors.Is(err, mailauth.ErrFailed) {
 		t.Fatalf("disabled local user: %v", err)
 	}
 }
@@ -225,7 +227,7 @@ func TestMailboxUsers(t *testing.T) {
 	c.Domain = []config.Domain{d}
 	k := &mailauth.Checker{}
 	for _, login := range []string{"alice@example.com", "ALICE@Example.COM", "alice"} {
-		res, err := k.Check(context.Background(), c, login, "Mailbox-Pass-3")
+		res, err := k.Check(context.Background(), c, login, "Mailbox-Pass-3", netip.Addr{})
 		if err != nil || res.User != "Alice@example.com" || res.Via != "mailbox" {
 			t.Errorf("%s: %+v, %v", login, res, err)
 		}
@@ -234,12 +236,86 @@ func TestMailboxUsers(t *testing.T) {
 		{"alice@example.com", "wrong"}, {"dave@example.com", "Mailbox-Pass-3"}, {"erin@example.com", "Mailbox-Pass-3"},
 		{"nobody@example.com", "Mailbox-Pass-3"}, {"alice@other.example", "Mailbox-Pass-3"},
 	} {
-		if _, err := k.Check(context.Background(), c, tc.login, tc.pass); !errors.Is(err, mailauth.ErrFailed) {
+		if _, err := k.Check(context.Background(), c, tc.login, tc.pass, netip.Addr{}); !errors.Is(err, mailauth.ErrFailed) {
 			t.Errorf("%s / %s: %v, want ErrFailed", tc.login, tc.pass, err)
 		}
 	}
 	c.System.Global.OperationMode = "gateway"
-	if _, err := k.Check(context.Background(), c, "alice@example.com", "Mailbox-Pass-3"); !errors.Is(err, mailauth.ErrFailed) {
+	if _, err := k.Check(context.Background(), c, "alice@example.com", "Mailbox-Pass-3", netip.Addr{}); !errors.Is(err, mailauth.ErrFailed) {
 		t.Errorf("a mailbox outside server mode: %v, want ErrFailed", err)
+	}
+}
+
+// Ten failures from one address lock it out (logins refused unchecked,
+// other addresses unaffected) until the lockout ends; ten failures for
+// one name slow its checks, one at a time; a success is cached until the
+// password changes.
+func TestThrottleAndCache(t *testing.T) {
+	c := cfg(t)
+	now := time.Date(2026, 12, 3, 12, 0, 0, 0, time.UTC)
+	k := &mailauth.Checker{Now: func() time.Time { return now }}
+	attacker, other := netip.MustParseAddr("192.0.2.7"), netip.MustParseAddr("198.51.100.9")
+	for i := 1; i <= mailauth.AddressThreshold; i++ {
+		_, err := k.Check(context.Background(), c, fmt.Sprintf("user%d@example.com", i), "guess", attacker)
+		if !errors.Is(err, mailauth.ErrFailed) {
+			t.Fatalf("failure %d: %v", i, err)
+		}
+		if locked := strings.Contains(fmt.Sprint(err), "192.0.2.7 locked out for 1m0s after 10 failures"); locked != (i == mailauth.AddressThreshold) {
+			t.Fatalf("failure %d: %v", i, err)
+		}
+	}
+	if _, err := k.Check(context.Background(), c, "bob@example.com", "Local-User-1", attacker); !errors.Is(err, mailauth.ErrThrottled) {
+		t.Fatalf("locked address, right password: %v, want ErrThrottled", err)
+	}
+	if res, err := k.Check(context.Background(), c, "bob@example.com", "Local-User-1", other); err != nil || res.User != "bob@example.com" {
+		t.Fatalf("another address: %+v, %v", res, err)
+	}
+	now = now.Add(mailauth.AddressLockout)
+	if _, err := k.Check(context.Background(), c, "bob@example.com", "Local-User-1", attacker); err != nil {
+		t.Fatalf("after the lockout: %v", err)
+	}
+
+	// The cache: bob's next logins compare no hash, until his password
+	// changes; a wrong password is never taken from the cache.
+	n := k.Bcrypts()
+	for i := 0; i < 3; i++ {
+		if _, err := k.Check(context.Background(), c, "Bob@example.com", "Local-User-1", other); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := k.Bcrypts() - n; got != 0 {
+		t.Errorf("%d hashes compared for cached logins", got)
+	}
+	if _, err := k.Check(context.Background(), c, "bob@example.com", "Local-User-2", other); !errors.Is(err, mailauth.ErrFailed) {
+		t.Errorf("wrong password: %v", err)
+	}
+	h, _ := bcrypt.GenerateFromPassword([]byte("Changed-Pass-9"), bcrypt.MinCost)
+	c.User.Local[0].Password = string(h)
+	if _, err := k.Check(context.Background(), c, "bob@example.com", "Local-User-1", other); !errors.Is(err, mailauth.ErrFailed) {
+		t.Errorf("old password after a change: %v", err)
+	}
+	now = now.Add(mailauth.CacheTTL)
+
+	// A name under attack from many addresses: each further check waits
+	// UserDelay, one at a time.
+	mailauth.UserDelay = 100 * time.Millisecond
+	for i := 0; i < mailauth.UserThreshold; i++ {
+		k.Check(context.Background(), c, "bob@example.com", "guess", netip.AddrFrom4([4]byte{203, 0, 113, byte(i)}))
+	}
+	start := time.Now()
+	var wg sync.WaitGroup
+	for i := 0; i < 3; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			k.Check(context.Background(), c, "bob@example.com", "Changed-Pass-9", other)
+		}()
+	}
+	wg.Wait()
+	if d := time.Since(start); d < 3*mailauth.UserDelay {
+		t.Errorf("three checks of a name under attack took %v, want them one after the other (>= %v)", d, 3*mailauth.UserDelay)
+	}
+	if res, err := k.Check(context.Background(), c, "bob@example.com", "Changed-Pass-9", other); err != nil || res.User != "bob@example.com" {
+		t.Errorf("the owner still logs in: %+v, %v", res, err)
 	}
 }

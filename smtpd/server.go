@@ -95,8 +95,8 @@ type Options struct {
 	// when one is set.
 	Hostname func() string
 	Now      func() time.Time
-	// Auth checks SMTP AUTH credentials (nil: a mailauth.Checker with its
-	// defaults).
+	// Auth checks SMTP AUTH credentials and throttles failures (nil: a
+	// mailauth.Checker of the server's own with its defaults).
 	Auth *mailauth.Checker
 	// SpoolDir holds messages larger than 1 MiB while they are received
 	// and checked, before they go to the queue ("" = os.TempDir()).
@@ -146,6 +146,9 @@ type Server struct {
 func New(o Options) *Server {
 	if o.Now == nil {
 		o.Now = time.Now
+	}
+	if o.Auth == nil {
+		o.Auth = &mailauth.Checker{}
 	}
 	if o.Event == nil {
 		o.Event = func(string, string) {}

@@ -231,6 +231,7 @@ var (
 	errAuthMalform = smtpErr(501, "5.5.2", "Malformed authentication data")
 	// RFC 4954: the authentication server of the user's domain gave no answer.
 	errAuthUnavailable = smtpErr(454, "4.7.0", "Temporary authentication failure")
+	errAuthThrottled   = smtpErr(454, "4.7.0", "Too many failed authentications from your address, try again later")
 	errAuthTooMany     = smtpErr(421, "4.7.0", "Too many authentication failures, closing connection")
 	errTooManyRcpt     = smtpErr(452, "4.5.3", "Too many recipients")
 	errSmuggling       = smtpErr(550, "5.6.0", "Message contains bare CR or LF (not accepted: SMTP smuggling protection)")
@@ -332,13 +333,12 @@ func (l *loginServer) Next(resp []byte) ([]byte, bool, error) {
 }
 
 func (s *session) login(user, pass string) error {
-	auth := s.srv.o.Auth
-	if auth == nil {
-		auth = &mailauth.Checker{}
-	}
-	res, err := auth.Check(s.srv.ctx, s.cfg, user, pass)
+	res, err := s.srv.o.Auth.Check(s.srv.ctx, s.cfg, user, pass, s.ip)
 	var unavailable *mailauth.UnavailableError
 	switch {
+	case errors.Is(err, mailauth.ErrThrottled):
+		s.event("warning", "client=%s, sasl_username=%s, authentication refused: %v", s.client(), user, err)
+		return errAuthThrottled
 	case errors.As(err, &unavailable):
 		s.event("warning", "client=%s, sasl_username=%s, authentication unavailable: %v", s.client(), user, err)
 		return errAuthUnavailable
