@@ -102,7 +102,7 @@ func Start(o Options) (*Mode, error) {
 			ms := cfg().System.Mailserver
 			return queue.DSNSettings{Off: !ms.DSNStatus, From: ms.DSNSenderAddress, DisplayName: ms.DSNSenderName}
 		},
-		Schedule: func() queue.Schedule {
+		Schedule: func(string) queue.Schedule {
 			q := cfg().System.Mailserver
 			return queue.Schedule{RetryInterval: time.Duration(q.RetryInterval) * time.Minute,
 				WarningAfter: time.Duration(q.WarningTime) * time.Hour, MaxAge: time.Duration(q.MaxTime) * time.Hour}
