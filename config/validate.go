@@ -125,14 +125,7 @@ func Validate(c *Config, env *Env) error {
 	if c.System.Mailserver.RelayServerStatus && len(c.Mailsetting.RelayServer) == 0 {
 		add("system mailserver: relay-server-status enable needs an entry in mailsetting relay-host-list")
 	}
-	q := &c.System.Mailserver
-	if q.WarningTime >= q.MaxTime && q.WarningTime != 0 {
-		add("system mailserver: queue-warning (%dh) must be shorter than queue-timeout (%dh)", q.WarningTime, q.MaxTime)
-	}
-
-	if msg := retryBudget(c.Mailsetting.StartTLS.Fallback, time.Duration(q.RetryInterval)*time.Minute, time.Duration(q.MaxTime)*time.Hour); msg != "" {
-		add("%s", msg)
-	}
+	validateMailQueue(c, add)
 	if m := &c.System.Mailserver; m.MaxConnectionsIP > m.MaxConnections {
 		add("system mailserver: max-connections-per-ip (%d) exceeds smtp-max-connections (%d)", m.MaxConnectionsIP, m.MaxConnections)
 	}
@@ -199,7 +192,7 @@ func retryBudget(fallback string, interval, maxAge time.Duration) string {
 			return ""
 		}
 	}
-	return fmt.Sprintf("system mailserver: fallback %s alternates TLS and plain text and needs at least %d delivery attempts, "+
+	return fmt.Sprintf("mailsetting starttls fallback %s alternates TLS and plain text and needs at least %d delivery attempts, "+
 		"but queue-timeout %v with queue-retry %v allows only %d (at %s after receipt)",
 		fallback, minAlternatingAttempts, maxAge, interval, len(at), strings.Join(at, ", "))
 }

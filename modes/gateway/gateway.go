@@ -27,6 +27,7 @@ import (
 	"mailgate/config"
 	"mailgate/delivery"
 	"mailgate/eventlog"
+	"mailgate/policy"
 	"mailgate/queue"
 	"mailgate/smtpd"
 )
@@ -102,10 +103,9 @@ func Start(o Options) (*Mode, error) {
 			ms := cfg().System.Mailserver
 			return queue.DSNSettings{Off: !ms.DSNStatus, From: ms.DSNSenderAddress, DisplayName: ms.DSNSenderName}
 		},
-		Schedule: func(string) queue.Schedule {
-			q := cfg().System.Mailserver
-			return queue.Schedule{RetryInterval: time.Duration(q.RetryInterval) * time.Minute,
-				WarningAfter: time.Duration(q.WarningTime) * time.Hour, MaxAge: time.Duration(q.MaxTime) * time.Hour}
+		Schedule: func(domain string) queue.Schedule { return schedule(cfg(), domain) },
+		DeadMailExpiry: func() time.Duration {
+			return time.Duration(cfg().System.Mailserver.DeadmailExpiry) * 24 * time.Hour
 		},
 		Hostname: hostname,
 		History: func(h queue.HistoryRecord) {
@@ -150,6 +150,18 @@ func Start(o Options) (*Mode, error) {
 	m.q.Start()
 	m.svc.SetQueue(m.q)
 	return m, nil
+}
+
+// schedule is the queue's retry policy for mail to domain: the mail-queue
+// entry incoming for a protected domain, outgoing for any other, default
+// when that entry is absent.
+func schedule(c *config.Config, domain string) queue.Schedule {
+	q := c.System.Mailserver.Queue(policy.IsProtected(c, domain))
+	s := queue.Schedule{RetryInterval: q.RetryInterval(), WarningAfter: q.WarningAfter(), MaxAge: q.MaxAge(), DSNMaxAge: q.DSNMaxAge()}
+	if s.DSNMaxAge == 0 {
+		s.DSNMaxAge = queue.OneAttempt
+	}
+	return s
 }
 
 // prepareSpool creates the directory where smtpd keeps messages over 1 MiB
