@@ -120,6 +120,9 @@ config system mailserver
             set queue-retry 60
         next
     end
+    set smtp-service disable
+    set smtp-auth disable
+    set smtp-auth-smtps disable
     set deadmail-expiry 30
 end
 config domain

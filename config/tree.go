@@ -139,16 +139,22 @@ type Mailsetting struct {
 // table mail-queue (FortiMail's; see MailQueue).
 type Mailserver struct {
 	MailQueue         []MailQueue `cfg:"mail-queue" help:"Deferred queue schedules: default, and incoming (to protected domains) or outgoing (to other domains) where they differ."`
+	SMTPService       bool        `cfg:"smtp-service" default:"enable" help:"SMTP service on smtp-port (disable: the port is closed; SMTPS and submission are set apart)."`
 	SMTPPort          int         `cfg:"smtp-port" range:"1-65535" default:"25" help:"SMTP port."`
 	SMTPSStatus       bool        `cfg:"smtps-tls-status" default:"enable" help:"SMTP over implicit TLS (SMTPS)."`
 	SMTPSPort         int         `cfg:"smtps-port" range:"1-65535" default:"465" help:"SMTPS port."`
 	SMTPMSAStatus     bool        `cfg:"smtp-msa" default:"enable" help:"Message submission (MSA) service."`
 	SMTPMSAPort       int         `cfg:"smtp-msa-port" range:"1-65535" default:"587" help:"Submission port."`
+	POP3Service       bool        `cfg:"pop3-service" default:"enable" help:"POP3 and POP3S services (server mode; no effect in gateway mode)."`
 	POP3Port          int         `cfg:"pop3-port" range:"1-65535" default:"110" help:"POP3 port (server mode)."`
 	POP3SPort         int         `cfg:"pop3s-port" range:"1-65535" default:"995" help:"POP3S port (server mode)."`
+	IMAPService       bool        `cfg:"imap-service" default:"enable" help:"IMAP and IMAPS services (server mode; no effect in gateway mode)."`
 	IMAPPort          int         `cfg:"imap-port" range:"1-65535" default:"143" help:"IMAP port (server mode)."`
 	IMAPSPort         int         `cfg:"imaps-port" range:"1-65535" default:"993" help:"IMAPS port (server mode)."`
 	DefaultAuthDomain string      `cfg:"default-auth-domain" check:"domain" help:"Domain appended to user names without one at SMTP AUTH."`
+	SMTPAuth          bool        `cfg:"smtp-auth" default:"enable" help:"Offer SMTP AUTH on the SMTP port (the submission port always offers it)."`
+	SMTPAuthOverTLS   bool        `cfg:"smtp-auth-over-tls" default:"enable" help:"On the SMTP and submission ports, offer SMTP AUTH only after STARTTLS; disable also offers it in plain text, where passwords can be read on the network."`
+	SMTPAuthSMTPS     bool        `cfg:"smtp-auth-smtps" default:"enable" help:"Offer SMTP AUTH on the SMTPS port."`
 	SMTPStartTLS      bool        `cfg:"smtp-starttls" fm:"none" default:"enable" help:"Offer STARTTLS on the SMTP port."`
 	SMTPMSAMode       string      `cfg:"smtp-msa-mode" fm:"none" enum:"starttls|implicit" default:"starttls" help:"Submission port: STARTTLS, or implicit TLS."`
 	StartTLSExclude   []string    `cfg:"starttls-exclude-hosts" fm:"none" check:"token" help:"Clients whose reverse DNS name contains one of these are not offered STARTTLS."`

@@ -135,7 +135,9 @@ func Validate(c *Config, env *Env) error {
 	m := &c.System.Mailserver
 	ports[g.PortSSH] = append(ports[g.PortSSH], "system global port-ssh")
 	ports[g.PortHTTPS] = append(ports[g.PortHTTPS], "system global port-https")
-	ports[m.SMTPPort] = append(ports[m.SMTPPort], "smtp-port")
+	if m.SMTPService {
+		ports[m.SMTPPort] = append(ports[m.SMTPPort], "smtp-port")
+	}
 	if m.SMTPSStatus {
 		ports[m.SMTPSPort] = append(ports[m.SMTPSPort], "smtps-port")
 	}
@@ -144,10 +146,14 @@ func Validate(c *Config, env *Env) error {
 	}
 	if g.OperationMode == "server" {
 		// Not a map keyed by port: two of these on one port would be one key.
-		ports[m.POP3Port] = append(ports[m.POP3Port], "pop3-port")
-		ports[m.POP3SPort] = append(ports[m.POP3SPort], "pop3s-port")
-		ports[m.IMAPPort] = append(ports[m.IMAPPort], "imap-port")
-		ports[m.IMAPSPort] = append(ports[m.IMAPSPort], "imaps-port")
+		if m.POP3Service {
+			ports[m.POP3Port] = append(ports[m.POP3Port], "pop3-port")
+			ports[m.POP3SPort] = append(ports[m.POP3SPort], "pop3s-port")
+		}
+		if m.IMAPService {
+			ports[m.IMAPPort] = append(ports[m.IMAPPort], "imap-port")
+			ports[m.IMAPSPort] = append(ports[m.IMAPSPort], "imaps-port")
+		}
 	}
 	var clash []string
 	for p, names := range ports {

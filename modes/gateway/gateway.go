@@ -241,11 +241,16 @@ func roots(c *config.Config) *x509.CertPool {
 }
 
 // Apply brings the running services in line with c: the name servers of
-// MX and reverse DNS lookups, and the listeners (opened, moved or closed).
+// MX and reverse DNS lookups, and the listeners (opened, moved or closed;
+// each of SMTP, SMTPS and submission has its switch: smtp-service,
+// smtps-tls-status, smtp-msa).
 func (m *Mode) Apply(c *config.Config) error {
 	dnsServers := m.dnsServers(c)
 	ms := &c.System.Mailserver
-	want := map[smtpd.Kind]int{smtpd.SMTP: pick(m.opt.SMTPPort, ms.SMTPPort)}
+	want := map[smtpd.Kind]int{}
+	if ms.SMTPService {
+		want[smtpd.SMTP] = pick(m.opt.SMTPPort, ms.SMTPPort)
+	}
 	if ms.SMTPSStatus {
 		want[smtpd.SMTPS] = pick(m.opt.SMTPSPort, ms.SMTPSPort)
 	}
