@@ -2,6 +2,7 @@ package admin_test
 
 import (
 	"net/netip"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -71,8 +72,10 @@ func TestFormat1RevisionsReadInNewNames(t *testing.T) {
 	}
 	c, _ := svc.Config()
 	// What the first release stored: no format mark, its own names.
-	if err := db.DeleteMeta("config-format-2-from"); err != nil {
-		t.Fatal(err)
+	for _, m := range []string{"config-format-2-from", "config-format-3-from"} {
+		if err := db.DeleteMeta(m); err != nil {
+			t.Fatal(err)
+		}
 	}
 	base := config.Render(c, true)
 	// The factory admin entry as the first release printed it.
@@ -106,21 +109,86 @@ func TestFormat1RevisionsReadInNewNames(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(r.Text, "set queue-retry 7") || strings.Contains(r.Text, "retry-interval") ||
+	if !strings.Contains(r.Text, "    config mail-queue\n        edit \"default\"\n            set queue-retry 7\n") || strings.Contains(r.Text, "retry-interval") ||
 		!strings.Contains(r.Text, "set trusted-hosts 192.0.2.0/24 ::/0 2001:db8::/32\n") || strings.Contains(r.Text, "trusthost") {
 		t.Fatalf("revision %d text:\n%s", rev2.ID, r.Text)
 	}
 	if err := svc.Revert("admin", rev2.ID); err != nil {
 		t.Fatal(err)
 	}
-	if c, _ = svc.Config(); c.System.Mailserver.RetryInterval != 7 || len(c.Mailsetting.RelayServer) != 0 ||
+	if c, _ = svc.Config(); c.System.Mailserver.Queue(false).Retry != 7 || len(c.Mailsetting.RelayServer) != 0 ||
 		strings.Join(c.System.Admin[0].TrustedHosts, " ") != "192.0.2.0/24 ::/0 2001:db8::/32" {
-		t.Fatalf("revert: queue-retry %d, relays %d, trusted-hosts %q", c.System.Mailserver.RetryInterval, len(c.Mailsetting.RelayServer), c.System.Admin[0].TrustedHosts)
+		t.Fatalf("revert: queue-retry %d, relays %d, trusted-hosts %q", c.System.Mailserver.Queue(false).Retry, len(c.Mailsetting.RelayServer), c.System.Admin[0].TrustedHosts)
 	}
 	// New revisions are in the new names and read as they are.
 	latest, _ := db.Latest()
 	if !strings.Contains(latest.Text, "config system mailserver") || strings.Contains(latest.Text, "mailsetting queue") {
 		t.Fatalf("new revision text:\n%s", latest.Text)
+	}
+}
+
+// Revisions stored in format 2 (queue-* directly in system mailserver)
+// load, show and revert with the schedule in mail-queue default; those
+// stored since are read as they are.
+func TestFormat2RevisionsReadInNewNames(t *testing.T) {
+	db, opt := openStore(t)
+	svc, err := admin.Open(opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, _ := svc.Config()
+	// What the previous version stored: format 2 from the start.
+	if err := db.DeleteMeta("config-format-3-from"); err != nil {
+		t.Fatal(err)
+	}
+	const queue = "    config mail-queue\n        edit \"default\"\n            set queue-timeout 120\n            set queue-dsn-timeout 5\n" +
+		"            set queue-warning 4\n            set queue-retry 15\n        next\n    end\n"
+	cur := config.Render(c, true)
+	if !strings.Contains(cur, queue) {
+		t.Fatalf("factory mail-queue:\n%s", cur)
+	}
+	v2 := func(retry int) string {
+		return strings.Replace(cur, queue, "", 1) + "config system mailserver\n    set queue-retry " + strconv.Itoa(retry) + "\n    set queue-timeout 48\nend\n"
+	}
+	old, err := db.Commit("admin", "format 2", v2(9), time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Commit("admin", "format 2 again", v2(11), time.Now()); err != nil {
+		t.Fatal(err)
+	}
+
+	svc, err = admin.Open(opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, _ = svc.Config()
+	if q := c.System.Mailserver.MailQueue; len(q) != 1 || q[0].Retry != 11 || q[0].Timeout != 48 {
+		t.Fatalf("latest format 2 revision: mail-queue %+v", q)
+	}
+	r, err := svc.Revision(old.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(r.Text, "    config mail-queue\n        edit \"default\"\n            set queue-retry 9\n            set queue-timeout 48\n") {
+		t.Fatalf("revision %d text:\n%s", old.ID, r.Text)
+	}
+	if err := svc.Revert("admin", old.ID); err != nil {
+		t.Fatal(err)
+	}
+	if c, _ = svc.Config(); c.System.Mailserver.Queue(true).Retry != 9 {
+		t.Fatalf("revert: %+v", c.System.Mailserver.MailQueue)
+	}
+	latest, _ := db.Latest()
+	if !strings.Contains(latest.Text, "            set queue-retry 9\n") {
+		t.Fatalf("new revision text:\n%s", latest.Text)
+	}
+	// Opened again, the new revision is read as it is.
+	if svc, err = admin.Open(opt); err != nil {
+		t.Fatal(err)
+	}
+	if c, _ = svc.Config(); c.System.Mailserver.Queue(false).Retry != 9 {
+		t.Fatalf("reopened: %+v", c.System.Mailserver.MailQueue)
 	}
 }
 

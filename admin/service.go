@@ -48,9 +48,10 @@ type Service struct {
 	rev   uint64
 	subs  []func(*config.Config)
 	queue MailQueue
-	// format2From is the first revision stored in the current names;
-	// older ones are read through config.Migrate.
-	format2From uint64
+	// formatFrom[n] is the first revision stored in format n+1 or later
+	// (n = 1, 2: formats 2 and 3); older ones are read through
+	// config.Migrate.
+	formatFrom [config.FormatVersion]uint64
 	// Reboot restarts the appliance; set by the process that owns it.
 	Reboot func()
 	// Firmware installs image upgrades; nil when the process does not run
@@ -102,8 +103,10 @@ func Open(opt Options) (*Service, error) {
 		CheckCert: checkCert,
 		HashCost:  opt.HashCost,
 	}
-	if s.format2From, err = revisionFormat(opt.DB); err != nil {
-		return nil, fmt.Errorf("configuration store: %w", err)
+	for f := 2; f <= config.FormatVersion; f++ {
+		if s.formatFrom[f-1], err = revisionFormat(opt.DB, f); err != nil {
+			return nil, fmt.Errorf("configuration store: %w", err)
+		}
 	}
 	if err := s.load(); err != nil {
 		return nil, err
@@ -111,10 +114,10 @@ func Open(opt Options) (*Service, error) {
 	return s, nil
 }
 
-// revisionFormat returns the first revision stored in the current format
-// of the configuration language: on the first start of a version that
-// has it, every revision already stored is older (format 1).
-func revisionFormat(db *store.DB) (uint64, error) {
+// revisionFormat returns the first revision stored in format (or a later
+// one) of the configuration language: on the first start of a version
+// that has it, every revision already stored is older.
+func revisionFormat(db *store.DB, format int) (uint64, error) {
 	latest, err := db.Latest()
 	if err != nil {
 		return 0, err
@@ -123,7 +126,7 @@ func revisionFormat(db *store.DB) (uint64, error) {
 	if latest != nil {
 		next = latest.ID + 1
 	}
-	raw, err := db.MetaOrCreate("config-format-2-from", func() ([]byte, error) {
+	raw, err := db.MetaOrCreate(fmt.Sprintf("config-format-%d-from", format), func() ([]byte, error) {
 		return []byte(strconv.FormatUint(next, 10)), nil
 	})
 	if err != nil {
@@ -135,10 +138,16 @@ func revisionFormat(db *store.DB) (uint64, error) {
 // revision reads a stored revision in the current names.
 func (s *Service) revision(id uint64) (*store.Revision, error) {
 	r, err := s.opt.DB.Get(id)
-	if err == nil && r.ID < s.format2From {
-		r.Text = config.Migrate(r.Text, 1)
+	if err != nil {
+		return r, err
 	}
-	return r, err
+	for f := 1; f < config.FormatVersion; f++ {
+		if r.ID < s.formatFrom[f] {
+			r.Text = config.Migrate(r.Text, f)
+			break
+		}
+	}
+	return r, nil
 }
 
 func checkCert(chain, key []byte) error {

@@ -81,5 +81,5 @@ func TestFortiMailSyntaxConfiguration(t *testing.T) {
 var fortimailAccepted = []string{
 	"config system global", "config system admin", "config system dns", "config system certificate ca",
 	"config mailsetting relay-host-list", "config profile tls", "config policy access-control receive",
-	"config policy access-control delivery",
+	"config policy access-control delivery", "config system mailserver",
 }

@@ -542,13 +542,13 @@ func TestScriptBlockWithFailureIsDropped(t *testing.T) {
 	}
 
 	// The same in a section that has no nested blocks at all.
-	out, failed = script(s, "config system mailserver", "config mail-queue", "edit default", "set smtp-port 1", "next", "end",
-		"set smtp-port 2", "end")
+	out, failed = script(s, "config system dns", "config mail-queue", "edit default", "set primary 192.0.2.1", "next", "end",
+		"set primary 192.0.2.2", "end")
 	if !slices.Equal(failed, []string{"config mail-queue", "end"}) || !strings.Contains(out, dropped) {
 		t.Fatalf("failed %q:\n%s", failed, out)
 	}
-	if c, _ := svc.Config(); c.System.Mailserver.SMTPPort != 2525 {
-		t.Fatalf("smtp-port %d", c.System.Mailserver.SMTPPort)
+	if c, _ := svc.Config(); c.System.DNS.Primary != "192.0.2.53" {
+		t.Fatalf("dns primary %q", c.System.DNS.Primary)
 	}
 
 	// An outermost config that fails: its block is passed over to its end.

@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -338,6 +339,9 @@ func checkKey(n *Node, t Token) (string, error) {
 	}
 	if err := n.Key.check(k); err != nil {
 		return "", err
+	}
+	if len(n.Key.Enum) > 0 && !slices.Contains(n.Key.Enum, k) {
+		return "", valueErr(k, "%s: the entries are %s", n.Path, strings.Join(n.Key.Enum, ", "))
 	}
 	if n.Key.Check == "" && (len(k) > 63 || strings.ContainsAny(k, "\"\\\n\r")) {
 		return "", valueErr(k, "%s: invalid name", n.Path)

@@ -26,6 +26,7 @@ func Factory(o FactoryOptions) *Config {
 	setDefaultsOf(&port1, "system interface")
 	port1.Name = "port1"
 	c.System.Interface = []Interface{port1}
+	c.System.Mailserver.MailQueue = []MailQueue{c.System.Mailserver.Queue(false)}
 	if o.FactoryCertPEM != "" {
 		c.System.Certificate.Local = []LocalCert{{
 			Name: "Factory", Certificate: strings.TrimSpace(o.FactoryCertPEM), PrivateKey: o.FactoryKeySealed,

@@ -8,10 +8,12 @@ import (
 
 // FormatVersion numbers the names of the configuration language. Format 1
 // is the first release's (mailgate's own names); format 2 has FortiMail's
-// names wherever FortiMail has the setting (docs/fortimail-cli.md). A
-// backup names its format in its header (":format=2"); a backup without
+// names wherever FortiMail has the setting (docs/fortimail-cli.md); format
+// 3 moves the queue schedule of `config system mailserver` into its
+// nested table `config mail-queue`, entry default, as FortiMail has it. A
+// backup names its format in its header (":format=3"); a backup without
 // one is format 1. Migrate translates a text from an older format.
-const FormatVersion = 2
+const FormatVersion = 3
 
 // A blockRename moves a block of an older format to its current path,
 // with its attributes' and values' new spellings.
@@ -68,12 +70,70 @@ func BackupFormat(text string) (format int, ok bool) {
 }
 
 // Migrate translates a configuration text (as Render printed it, or a
-// backup) from format from to the current one. Lines it does not rename
-// pass through unchanged, comments and multi-line values included.
+// backup) from format from to the current one, one format after the
+// other. Lines it does not rename pass through unchanged, comments and
+// multi-line values included.
 func Migrate(text string, from int) string {
-	if from >= FormatVersion {
-		return text
+	if from < 2 {
+		text = migrate1(text)
 	}
+	if from < 3 {
+		text = migrate2(text)
+	}
+	return text
+}
+
+// v2Queue are the attributes format 2 has directly in `config system
+// mailserver` and format 3 in its `config mail-queue` entry default.
+var v2Queue = map[string]bool{"queue-retry": true, "queue-warning": true, "queue-timeout": true}
+
+// migrate2 translates a format 2 text to format 3: each run of queue-*
+// lines of a `config system mailserver` block becomes a nested `config
+// mail-queue` block that edits the entry default.
+func migrate2(text string) string {
+	var out strings.Builder
+	var stack []string
+	recs := records(text)
+	queueLine := func(r record) bool {
+		return len(r.toks) >= 2 && (r.toks[0].Text == "set" || r.toks[0].Text == "unset") && v2Queue[r.toks[1].Text]
+	}
+	for i := 0; i < len(recs); i++ {
+		raw, toks := recs[i].raw, recs[i].toks
+		if len(toks) == 0 || IsComment(toks) {
+			out.WriteString(raw)
+			continue
+		}
+		switch toks[0].Text {
+		case "config":
+			words := make([]string, 0, len(toks)-1)
+			for _, t := range toks[1:] {
+				words = append(words, t.Text)
+			}
+			stack = append(stack, strings.Join(words, " "))
+		case "end":
+			if len(stack) > 0 {
+				stack = stack[:len(stack)-1]
+			}
+		case "set", "unset":
+			if len(stack) != 1 || stack[0] != "system mailserver" || !queueLine(recs[i]) {
+				break
+			}
+			indent := raw[:len(raw)-len(strings.TrimLeft(raw, " \t"))]
+			out.WriteString(indent + "config mail-queue\n" + indent + "    edit \"default\"\n")
+			for ; i < len(recs) && queueLine(recs[i]); i++ {
+				out.WriteString(indent + "        " + strings.TrimRight(strings.TrimLeft(recs[i].raw, " \t"), "\n") + "\n")
+			}
+			i--
+			out.WriteString(indent + "    next\n" + indent + "end\n")
+			continue
+		}
+		out.WriteString(raw)
+	}
+	return out.String()
+}
+
+// migrate1 translates a format 1 text to format 2.
+func migrate1(text string) string {
 	type frame struct {
 		path string
 		ren  *blockRename

@@ -81,8 +81,9 @@ config policy access-control delivery
 end
 `
 
-// The same configuration in the current names.
-const v2Text = `config system global
+// The same configuration in format 2 names.
+const v2Text = `#config-version=mailgate-v1.0.0:opmode=gateway:user=admin:format=2
+config system global
     set hostname "mg1"
 end
 config system admin
@@ -156,6 +157,31 @@ func TestOldBackupReadInNewNames(t *testing.T) {
 	// the domain keeps smtps, a comment keeps its text.
 	if !old.Domain[0].SMTPS || old.Domain[0].Comments != "set server x" {
 		t.Fatalf("domain: %+v", old.Domain[0])
+	}
+}
+
+// Format 2's queue schedule directly in system mailserver is format 3's
+// mail-queue entry default; the other attributes of the block stay.
+func TestFormat2QueueMovesToMailQueueDefault(t *testing.T) {
+	c := mustParse(t, v2Text, testEnv())
+	if q := c.System.Mailserver.MailQueue; len(q) != 1 || q[0] != (config.MailQueue{Name: "default", Retry: 20, Warning: 6, Timeout: 48, DSNTimeout: 5}) {
+		t.Fatalf("mail-queue %+v", q)
+	}
+	if m := c.System.Mailserver; m.SMTPPort != 2525 || !m.RelayServerStatus {
+		t.Fatalf("mailserver %+v", m)
+	}
+	got := config.Migrate("config system mailserver\n    set smtp-port 2525\n    set queue-retry 20\n    unset queue-warning\n"+
+		"    set queue-timeout 48\n    set relay-server-status enable\nend\nconfig system global\n    set queue-retry x\nend\n", 2)
+	want := "config system mailserver\n    set smtp-port 2525\n    config mail-queue\n        edit \"default\"\n" +
+		"            set queue-retry 20\n            unset queue-warning\n            set queue-timeout 48\n        next\n    end\n" +
+		"    set relay-server-status enable\nend\nconfig system global\n    set queue-retry x\nend\n"
+	if got != want {
+		t.Fatalf("migrated:\n%s", diffText(want, got))
+	}
+	// Without a default entry the schedule is the factory one.
+	c = mustParse(t, "#config-version=mailgate-v1.0.0:format=2\nconfig system mailserver\n    set smtp-port 2525\nend\n", testEnv())
+	if q := c.System.Mailserver.Queue(true); q.Retry != 15 || q.Timeout != 120 || q.Warning != 4 || q.DSNTimeout != 5 {
+		t.Fatalf("schedule without entries: %+v", q)
 	}
 }
 

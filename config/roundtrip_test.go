@@ -109,9 +109,21 @@ config mailsetting starttls
     end
 end
 config system mailserver
-    set queue-retry 30
-    set queue-warning 2
-    set queue-timeout 48
+    config mail-queue
+        edit default
+            set queue-retry 30
+            set queue-warning 2
+            set queue-timeout 48
+        next
+        edit outgoing
+            set queue-dsn-timeout 0
+            set queue-retry 60
+        next
+    end
+    set smtp-service disable
+    set smtp-auth disable
+    set smtp-auth-smtps disable
+    set deadmail-expiry 30
 end
 config domain
     edit example.com

@@ -135,38 +135,55 @@ type Mailsetting struct {
 // Mailserver is `config system mailserver`: the mail services and the
 // deferred queue. It is rendered last (late): relay-server-name names an
 // entry of mailsetting relay-host-list, and a text replayed block by
-// block must define that first. (FortiMail lists queue-retry, queue-warning and
-// queue-timeout both here and in its nested config mail-queue).
+// block must define that first. The queue's schedules are the nested
+// table mail-queue (FortiMail's; see MailQueue).
 type Mailserver struct {
-	SMTPPort          int      `cfg:"smtp-port" range:"1-65535" default:"25" help:"SMTP port."`
-	SMTPSStatus       bool     `cfg:"smtps-tls-status" default:"enable" help:"SMTP over implicit TLS (SMTPS)."`
-	SMTPSPort         int      `cfg:"smtps-port" range:"1-65535" default:"465" help:"SMTPS port."`
-	SMTPMSAStatus     bool     `cfg:"smtp-msa" default:"enable" help:"Message submission (MSA) service."`
-	SMTPMSAPort       int      `cfg:"smtp-msa-port" range:"1-65535" default:"587" help:"Submission port."`
-	POP3Port          int      `cfg:"pop3-port" range:"1-65535" default:"110" help:"POP3 port (server mode)."`
-	POP3SPort         int      `cfg:"pop3s-port" range:"1-65535" default:"995" help:"POP3S port (server mode)."`
-	IMAPPort          int      `cfg:"imap-port" range:"1-65535" default:"143" help:"IMAP port (server mode)."`
-	IMAPSPort         int      `cfg:"imaps-port" range:"1-65535" default:"993" help:"IMAPS port (server mode)."`
-	DefaultAuthDomain string   `cfg:"default-auth-domain" check:"domain" help:"Domain appended to user names without one at SMTP AUTH."`
-	SMTPStartTLS      bool     `cfg:"smtp-starttls" fm:"none" default:"enable" help:"Offer STARTTLS on the SMTP port."`
-	SMTPMSAMode       string   `cfg:"smtp-msa-mode" fm:"none" enum:"starttls|implicit" default:"starttls" help:"Submission port: STARTTLS, or implicit TLS."`
-	StartTLSExclude   []string `cfg:"starttls-exclude-hosts" fm:"none" check:"token" help:"Clients whose reverse DNS name contains one of these are not offered STARTTLS."`
-	TLSAutodetect     bool     `cfg:"tls-autodetect" fm:"none" default:"disable" help:"Accept implicit TLS on plain ports (a TLS ClientHello as the first bytes)."`
-	MaxMessageSize    int      `cfg:"max-message-size" range:"1-1048576" default:"10240" help:"Largest message accepted, in KiB."`
-	MaxRecipients     int      `cfg:"max-recipients" range:"1-10000" default:"500" help:"Recipients per message."`
-	MaxConnections    int      `cfg:"smtp-max-connections" range:"1-100000" default:"2000" help:"Concurrent SMTP connections in total."`
-	MaxConnectionsIP  int      `cfg:"max-connections-per-ip" range:"1-100000" default:"50" help:"Concurrent SMTP connections per client address."`
-	CommandTimeout    int      `cfg:"command-timeout" fm:"none" range:"5-3600" default:"300" help:"Seconds to wait for an SMTP command."`
-	DataTimeout       int      `cfg:"data-timeout" fm:"none" range:"5-3600" default:"600" help:"Seconds to wait for message data."`
-	MaxLineLength     int      `cfg:"max-line-length" fm:"none" range:"1000-65536" default:"2000" help:"Longest SMTP line accepted, in bytes."`
-	DSNStatus         bool     `cfg:"dsn-status" default:"enable" help:"Send delivery status notifications (bounces, delay warnings) to the sender."`
-	DSNSenderAddress  string   `cfg:"dsn-sender-address" check:"email" help:"From address of delivery status notifications (empty: MAILER-DAEMON@ the host name)."`
-	DSNSenderName     string   `cfg:"dsn-sender-displayname" help:"Display name of that address (empty: Mail Delivery System)."`
-	RelayServerStatus bool     `cfg:"relay-server-status" default:"disable" help:"Send outgoing mail (to domains that are not protected) through the relay of mailsetting relay-host-list."`
-	RelayServerName   string   `cfg:"relay-server-name" type:"ref" ref:"mailsetting relay-host-list" help:"The relay-host-list entry to use (empty: every entry, in order, each the fallback of the one before)."`
-	RetryInterval     int      `cfg:"queue-retry" range:"1-1440" default:"15" help:"Minutes between delivery attempts of a deferred message."`
-	WarningTime       int      `cfg:"queue-warning" range:"0-240" default:"4" help:"Hours before a delay notification (0: none)."`
-	MaxTime           int      `cfg:"queue-timeout" range:"1-720" default:"120" help:"Hours a message may stay queued before it bounces."`
+	MailQueue         []MailQueue `cfg:"mail-queue" help:"Deferred queue schedules: default, and incoming (to protected domains) or outgoing (to other domains) where they differ."`
+	SMTPService       bool        `cfg:"smtp-service" default:"enable" help:"SMTP service on smtp-port (disable: the port is closed; SMTPS and submission are set apart)."`
+	SMTPPort          int         `cfg:"smtp-port" range:"1-65535" default:"25" help:"SMTP port."`
+	SMTPSStatus       bool        `cfg:"smtps-tls-status" default:"enable" help:"SMTP over implicit TLS (SMTPS)."`
+	SMTPSPort         int         `cfg:"smtps-port" range:"1-65535" default:"465" help:"SMTPS port."`
+	SMTPMSAStatus     bool        `cfg:"smtp-msa" default:"enable" help:"Message submission (MSA) service."`
+	SMTPMSAPort       int         `cfg:"smtp-msa-port" range:"1-65535" default:"587" help:"Submission port."`
+	POP3Service       bool        `cfg:"pop3-service" default:"enable" help:"POP3 and POP3S services (server mode; no effect in gateway mode)."`
+	POP3Port          int         `cfg:"pop3-port" range:"1-65535" default:"110" help:"POP3 port (server mode)."`
+	POP3SPort         int         `cfg:"pop3s-port" range:"1-65535" default:"995" help:"POP3S port (server mode)."`
+	IMAPService       bool        `cfg:"imap-service" default:"enable" help:"IMAP and IMAPS services (server mode; no effect in gateway mode)."`
+	IMAPPort          int         `cfg:"imap-port" range:"1-65535" default:"143" help:"IMAP port (server mode)."`
+	IMAPSPort         int         `cfg:"imaps-port" range:"1-65535" default:"993" help:"IMAPS port (server mode)."`
+	DefaultAuthDomain string      `cfg:"default-auth-domain" check:"domain" help:"Domain appended to user names without one at SMTP AUTH."`
+	SMTPAuth          bool        `cfg:"smtp-auth" default:"enable" help:"Offer SMTP AUTH on the SMTP port (the submission port always offers it)."`
+	SMTPAuthOverTLS   bool        `cfg:"smtp-auth-over-tls" default:"enable" help:"On the SMTP and submission ports, offer SMTP AUTH only after STARTTLS; disable also offers it in plain text, where passwords can be read on the network."`
+	SMTPAuthSMTPS     bool        `cfg:"smtp-auth-smtps" default:"enable" help:"Offer SMTP AUTH on the SMTPS port."`
+	SMTPStartTLS      bool        `cfg:"smtp-starttls" fm:"none" default:"enable" help:"Offer STARTTLS on the SMTP port."`
+	SMTPMSAMode       string      `cfg:"smtp-msa-mode" fm:"none" enum:"starttls|implicit" default:"starttls" help:"Submission port: STARTTLS, or implicit TLS."`
+	StartTLSExclude   []string    `cfg:"starttls-exclude-hosts" fm:"none" check:"token" help:"Clients whose reverse DNS name contains one of these are not offered STARTTLS."`
+	TLSAutodetect     bool        `cfg:"tls-autodetect" fm:"none" default:"disable" help:"Accept implicit TLS on plain ports (a TLS ClientHello as the first bytes)."`
+	MaxMessageSize    int         `cfg:"max-message-size" range:"1-1048576" default:"10240" help:"Largest message accepted, in KiB."`
+	MaxRecipients     int         `cfg:"max-recipients" range:"1-10000" default:"500" help:"Recipients per message."`
+	MaxConnections    int         `cfg:"smtp-max-connections" range:"1-100000" default:"2000" help:"Concurrent SMTP connections in total."`
+	MaxConnectionsIP  int         `cfg:"max-connections-per-ip" range:"1-100000" default:"50" help:"Concurrent SMTP connections per client address."`
+	CommandTimeout    int         `cfg:"command-timeout" fm:"none" range:"5-3600" default:"300" help:"Seconds to wait for an SMTP command."`
+	DataTimeout       int         `cfg:"data-timeout" fm:"none" range:"5-3600" default:"600" help:"Seconds to wait for message data."`
+	MaxLineLength     int         `cfg:"max-line-length" fm:"none" range:"1000-65536" default:"2000" help:"Longest SMTP line accepted, in bytes."`
+	DSNStatus         bool        `cfg:"dsn-status" default:"enable" help:"Send delivery status notifications (bounces, delay warnings) to the sender."`
+	DSNSenderAddress  string      `cfg:"dsn-sender-address" check:"email" help:"From address of delivery status notifications (empty: MAILER-DAEMON@ the host name)."`
+	DSNSenderName     string      `cfg:"dsn-sender-displayname" help:"Display name of that address (empty: Mail Delivery System)."`
+	DeadmailExpiry    int         `cfg:"deadmail-expiry" range:"0-365" default:"0" help:"Days dead mail (an undeliverable message whose notification could not be delivered either) is kept after its last attempt, then deleted (0: kept until deleted)."`
+	RelayServerStatus bool        `cfg:"relay-server-status" default:"disable" help:"Send outgoing mail (to domains that are not protected) through the relay of mailsetting relay-host-list."`
+	RelayServerName   string      `cfg:"relay-server-name" type:"ref" ref:"mailsetting relay-host-list" help:"The relay-host-list entry to use (empty: every entry, in order, each the fallback of the one before)."`
+}
+
+// MailQueue is one `config mail-queue` entry of `system mailserver`: the
+// schedule of the deferred queue for mail to protected domains
+// (incoming), to other domains (outgoing), or for both where the entry of
+// that direction is absent (default). See Mailserver.Queue.
+type MailQueue struct {
+	Name       string `cfg:"name,key" enum:"default|incoming|outgoing"`
+	Timeout    int    `cfg:"queue-timeout" range:"1-720" default:"120" help:"Hours a message may stay queued before it bounces."`
+	DSNTimeout int    `cfg:"queue-dsn-timeout" range:"0-30" default:"5" help:"Days a delivery status notification (a message from the null sender) may stay queued before it is kept as dead mail (0: one attempt)."`
+	Warning    int    `cfg:"queue-warning" range:"0-240" default:"4" help:"Hours before a delay notification (0: none)."`
+	Retry      int    `cfg:"queue-retry" range:"1-1440" default:"15" help:"Minutes between delivery attempts of a deferred message."`
 }
 
 // RelayServer is one relay host (smarthost).

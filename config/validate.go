@@ -135,14 +135,7 @@ func Validate(c *Config, env *Env) error {
 	if c.System.Mailserver.RelayServerStatus && len(c.Mailsetting.RelayServer) == 0 {
 		add("system mailserver: relay-server-status enable needs an entry in mailsetting relay-host-list")
 	}
-	q := &c.System.Mailserver
-	if q.WarningTime >= q.MaxTime && q.WarningTime != 0 {
-		add("system mailserver: queue-warning (%dh) must be shorter than queue-timeout (%dh)", q.WarningTime, q.MaxTime)
-	}
-
-	if msg := retryBudget(c.Mailsetting.StartTLS.Fallback, time.Duration(q.RetryInterval)*time.Minute, time.Duration(q.MaxTime)*time.Hour); msg != "" {
-		add("%s", msg)
-	}
+	validateMailQueue(c, add)
 	if m := &c.System.Mailserver; m.MaxConnectionsIP > m.MaxConnections {
 		add("system mailserver: max-connections-per-ip (%d) exceeds smtp-max-connections (%d)", m.MaxConnectionsIP, m.MaxConnections)
 	}
@@ -152,7 +145,9 @@ func Validate(c *Config, env *Env) error {
 	m := &c.System.Mailserver
 	ports[g.PortSSH] = append(ports[g.PortSSH], "system global port-ssh")
 	ports[g.PortHTTPS] = append(ports[g.PortHTTPS], "system global port-https")
-	ports[m.SMTPPort] = append(ports[m.SMTPPort], "smtp-port")
+	if m.SMTPService {
+		ports[m.SMTPPort] = append(ports[m.SMTPPort], "smtp-port")
+	}
 	if m.SMTPSStatus {
 		ports[m.SMTPSPort] = append(ports[m.SMTPSPort], "smtps-port")
 	}
@@ -161,10 +156,14 @@ func Validate(c *Config, env *Env) error {
 	}
 	if g.OperationMode == "server" {
 		// Not a map keyed by port: two of these on one port would be one key.
-		ports[m.POP3Port] = append(ports[m.POP3Port], "pop3-port")
-		ports[m.POP3SPort] = append(ports[m.POP3SPort], "pop3s-port")
-		ports[m.IMAPPort] = append(ports[m.IMAPPort], "imap-port")
-		ports[m.IMAPSPort] = append(ports[m.IMAPSPort], "imaps-port")
+		if m.POP3Service {
+			ports[m.POP3Port] = append(ports[m.POP3Port], "pop3-port")
+			ports[m.POP3SPort] = append(ports[m.POP3SPort], "pop3s-port")
+		}
+		if m.IMAPService {
+			ports[m.IMAPPort] = append(ports[m.IMAPPort], "imap-port")
+			ports[m.IMAPSPort] = append(ports[m.IMAPSPort], "imaps-port")
+		}
 	}
 	var clash []string
 	for p, names := range ports {
@@ -209,7 +208,7 @@ func retryBudget(fallback string, interval, maxAge time.Duration) string {
 			return ""
 		}
 	}
-	return fmt.Sprintf("system mailserver: fallback %s alternates TLS and plain text and needs at least %d delivery attempts, "+
+	return fmt.Sprintf("mailsetting starttls fallback %s alternates TLS and plain text and needs at least %d delivery attempts, "+
 		"but queue-timeout %v with queue-retry %v allows only %d (at %s after receipt)",
 		fallback, minAlternatingAttempts, maxAge, interval, len(at), strings.Join(at, ", "))
 }

@@ -69,8 +69,16 @@ config mailsetting relay-host-list
     next
 end
 config system mailserver
-    set queue-warning 48
-    set queue-timeout 24
+    config mail-queue
+        edit default
+            set queue-warning 48
+            set queue-timeout 24
+        next
+        edit incoming
+            set queue-warning 10
+            set queue-timeout 10
+        next
+    end
 end
 config domain
     edit example.com
@@ -119,7 +127,8 @@ end
 		`profile tls "p": check-ca-name needs ca-name`,
 		`profile tls "p": check-cert-subject needs cert-subject`,
 		`mailsetting relay-host-list "smart": host-name must be set`,
-		`system mailserver: queue-warning (48h) must be shorter than queue-timeout (24h)`,
+		`system mailserver mail-queue "default": queue-warning (48h) must be shorter than queue-timeout (24h)`,
+		`system mailserver mail-queue "incoming": queue-warning (10h) must be shorter than queue-timeout (10h)`,
 		`port 22 is used by [smtp-port system global port-ssh]`,
 		`port 443 is used by [smtps-port system global port-https]`,
 	}
@@ -230,9 +239,10 @@ func TestValidateRetryBudget(t *testing.T) {
 		for _, q := range []struct{ maxTime, interval int }{{1, 30}, {1, 20}, {1, 60}, {1, 1440}, {2, 1440}, {120, 15}} {
 			c := config.Factory(factoryOpts(false))
 			c.Mailsetting.StartTLS.Fallback = f
-			c.System.Mailserver.MaxTime, c.System.Mailserver.RetryInterval = q.maxTime, q.interval
-			if q.maxTime <= c.System.Mailserver.WarningTime {
-				c.System.Mailserver.WarningTime = 0
+			mq := &c.System.Mailserver.MailQueue[0]
+			mq.Timeout, mq.Retry = q.maxTime, q.interval
+			if q.maxTime <= mq.Warning {
+				mq.Warning = 0
 			}
 			if err := config.Validate(c, testEnv()); err != nil {
 				t.Errorf("fallback %s, queue-timeout %dh, queue-retry %dm: %v", f, q.maxTime, q.interval, err)

@@ -160,7 +160,7 @@ func (e *env) options() Options {
 	o := Options{
 		Dir:       e.dir,
 		Deliverer: e.dlv,
-		Schedule:  func() Schedule { return e.sched },
+		Schedule:  func(string) Schedule { return e.sched },
 		Hostname:  func() string { return "mg.test" },
 		History:   e.rec.history,
 		Event:     e.rec.event,

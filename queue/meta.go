@@ -140,6 +140,16 @@ func (m *message) done() bool {
 	return true
 }
 
+// lastAttempt is when a recipient of m was last attempted (when m was
+// received if none was).
+func (m *message) lastAttempt() time.Time {
+	last := m.p.Received
+	for _, r := range m.p.Rcpts {
+		last = max(last, r.Last)
+	}
+	return fromNano(last)
+}
+
 func (m *message) export() Message {
 	out := Message{
 		ID:       m.id,

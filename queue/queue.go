@@ -53,7 +53,10 @@
 // the last attempt is made when the message reaches MaxAge and, failing,
 // bounces with 5.4.7. A delay warning is sent once per recipient after
 // WarningAfter. Bounces of bounces are never sent: a message from the null
-// sender that fails is kept as dead mail.
+// sender that fails for good, or is still undelivered at DSNMaxAge, is kept
+// as dead mail, and deleted DeadMailExpiry after its last attempt. The
+// Schedule is chosen per destination domain, so that mail to protected
+// domains and mail to others may follow different policies.
 package queue
 
 import (
@@ -111,12 +114,20 @@ func (e *DiskFullError) DiskFull() bool { return true }
 // Unwrap returns the underlying error (syscall.ENOSPC).
 func (e *DiskFullError) Unwrap() error { return e.Err }
 
-// Schedule is the retry policy, read at each decision.
+// Schedule is the retry policy for the recipients of one destination
+// domain, read at each decision.
 type Schedule struct {
 	RetryInterval time.Duration // between attempts (0: DefaultRetryInterval)
 	WarningAfter  time.Duration // delay notification after this long queued; 0: none
 	MaxAge        time.Duration // bounce after this long queued (0: DefaultMaxAge)
+	// DSNMaxAge is how long a message from the null sender (a delivery
+	// status notification) may stay queued; then it is kept as dead mail
+	// (0: MaxAge; OneAttempt: it is attempted once).
+	DSNMaxAge time.Duration
 }
+
+// OneAttempt as Schedule.DSNMaxAge attempts a notification only once.
+const OneAttempt time.Duration = -1
 
 // DSNSettings are the queue's delivery status notifications.
 type DSNSettings struct {
@@ -168,16 +179,22 @@ const (
 type Options struct {
 	Dir       string // data directory; the queue lives in Dir/queue/
 	Deliverer Deliverer
-	Schedule  func() Schedule // read at each decision
-	Hostname  func() string   // Reporting-MTA and MAILER-DAEMON@host for DSNs
+	// Schedule returns the retry policy for the recipients of a
+	// destination domain (lower case), read at each decision.
+	Schedule func(domain string) Schedule
+	Hostname func() string // Reporting-MTA and MAILER-DAEMON@host for DSNs
 	// DSN, read at each notification, turns notifications off or names
 	// their sender (nil: on, from MAILER-DAEMON@Hostname).
-	DSN       func() DSNSettings
-	History   func(HistoryRecord) // one record per recipient at its final outcome
-	Event     func(level, msg string)
-	Workers   int // concurrent delivery attempts (default 32)
-	PerDomain int // concurrent attempts per destination domain (default 8)
-	Now       func() time.Time
+	DSN func() DSNSettings
+	// DeadMailExpiry, read by the scheduler about once a minute, is how
+	// long dead mail is kept after its last attempt before it is deleted
+	// (nil or 0: until the administrator deletes it).
+	DeadMailExpiry func() time.Duration
+	History        func(HistoryRecord) // one record per recipient at its final outcome
+	Event          func(level, msg string)
+	Workers        int // concurrent delivery attempts (default 32)
+	PerDomain      int // concurrent attempts per destination domain (default 8)
+	Now            func() time.Time
 	// MaxMessageBytes makes Enqueue refuse larger messages with ErrTooBig
 	// (0: no limit).
 	MaxMessageBytes int64
@@ -389,10 +406,12 @@ func (q *Queue) SetMinFreeBytes(n int64) {
 
 func (q *Queue) now() time.Time { return q.o.Now() }
 
-func (q *Queue) schedule() Schedule {
+// schedule is the retry policy for a message from sender to domain:
+// for a message from the null sender MaxAge is its DSNMaxAge.
+func (q *Queue) schedule(sender, domain string) Schedule {
 	var s Schedule
 	if q.o.Schedule != nil {
-		s = q.o.Schedule()
+		s = q.o.Schedule(domain)
 	}
 	if s.RetryInterval <= 0 {
 		s.RetryInterval = DefaultRetryInterval
@@ -402,6 +421,14 @@ func (q *Queue) schedule() Schedule {
 	}
 	if s.WarningAfter < 0 {
 		s.WarningAfter = 0
+	}
+	if sender == "" {
+		switch {
+		case s.DSNMaxAge < 0:
+			s.MaxAge = 0
+		case s.DSNMaxAge > 0:
+			s.MaxAge = s.DSNMaxAge
+		}
 	}
 	return s
 }

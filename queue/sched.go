@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"runtime/debug"
+	"sort"
 	"strings"
 	"time"
 
@@ -14,6 +15,10 @@ import (
 // maxSleep bounds the scheduler's sleep, so that a clock that jumps is
 // noticed.
 const maxSleep = 30 * time.Second
+
+// purgeEvery is how often the scheduler looks for dead mail past
+// Options.DeadMailExpiry.
+const purgeEvery = time.Minute
 
 // job is a Job waiting for or held by a worker.
 type job struct {
@@ -199,6 +204,7 @@ func (q *Queue) scheduler() {
 	defer q.wg.Done()
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
+	var purged time.Time // when dead mail was last looked at
 	for {
 		q.mu.Lock()
 		if q.stopped {
@@ -216,6 +222,10 @@ func (q *Queue) scheduler() {
 			wait = min(wait, time.Duration(q.heap[0].due-now))
 		}
 		q.mu.Unlock()
+		if n := q.now(); n.Sub(purged) >= purgeEvery || n.Before(purged) {
+			purged = n
+			q.purgeDead(n)
+		}
 		timer.Reset(wait)
 		select {
 		case <-timer.C:
@@ -289,10 +299,10 @@ func (q *Queue) deliver(jb *Job) (res []Result) {
 func (q *Queue) finish(j *job, jb *Job, results []Result) {
 	now := q.now()
 	nowN := unixNano(now)
-	sch := q.schedule()
-	cancelled := q.ctx.Err() != nil
 	m := j.m
 	sender := m.p.Env.From // never changes
+	sch := q.schedule(sender, j.domain)
+	cancelled := q.ctx.Err() != nil
 
 	received := fromNano(m.p.Received) // never changes either
 	age := now.Sub(received)
@@ -471,5 +481,69 @@ func (q *Queue) finish(j *job, jb *Job, results []Result) {
 		for i, p := range dsns {
 			q.add(newMessage(dsnIDs[i], w.locs[i], p))
 		}
+	}
+}
+
+// purgeDead deletes the dead mail whose last attempt is DeadMailExpiry or
+// more before now, durably (one journal record per 1000 messages), with
+// an event for each.
+func (q *Queue) purgeDead(now time.Time) {
+	if q.o.DeadMailExpiry == nil {
+		return
+	}
+	keep := q.o.DeadMailExpiry()
+	if keep <= 0 {
+		return
+	}
+	q.mu.Lock()
+	if q.closed {
+		q.mu.Unlock()
+		return
+	}
+	var old []*message
+	for _, m := range q.msgs {
+		if m.p.Dead && m.done() && now.Sub(m.lastAttempt()) >= keep {
+			old = append(old, m)
+		}
+	}
+	sort.Slice(old, func(i, j int) bool { return old[i].id < old[j].id })
+	var ws []*waiter
+	var events []string
+	var err error
+	for len(old) > 0 && err == nil {
+		batch := old[:min(len(old), 1000)]
+		old = old[len(batch):]
+		rec := newRecord(nil)
+		for _, m := range batch {
+			rec.del(m.id)
+		}
+		rec.seal()
+		var w *waiter
+		if w, err = q.jr.append(rec, false); err != nil {
+			break
+		}
+		ws = append(ws, w)
+		for _, m := range batch {
+			q.remove(m)
+			rcpts := make([]string, len(m.p.Rcpts))
+			for i, r := range m.p.Rcpts {
+				rcpts[i] = "<" + r.Addr + ">"
+			}
+			events = append(events, fmt.Sprintf("mail queue: dead mail %s to %s deleted: kept %s since its last attempt (deadmail-expiry)",
+				m.id, strings.Join(rcpts, ", "), humanDuration(now.Sub(m.lastAttempt()))))
+		}
+	}
+	q.mu.Unlock()
+	for _, w := range ws {
+		if werr := w.wait(); werr != nil && err == nil {
+			err = werr
+		}
+	}
+	if err != nil {
+		q.event("error", "mail queue: deleting expired dead mail failed: %v", err)
+		return
+	}
+	for _, e := range events {
+		q.event("information", "%s", e)
 	}
 }

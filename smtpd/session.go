@@ -228,6 +228,7 @@ var (
 	errHeloAgain   = smtpErr(503, "5.5.1", "Send EHLO again after STARTTLS")
 	errAuthNeeded  = smtpErr(530, "5.7.0", "Authentication required")
 	errAuthTLS     = smtpErr(538, "5.7.11", "Must issue a STARTTLS command first (encryption required for authentication)")
+	errAuthOff     = smtpErr(502, "5.5.1", "Authentication is not offered on this port")
 	errAuthMalform = smtpErr(501, "5.5.2", "Malformed authentication data")
 	// RFC 4954: the authentication server of the user's domain gave no answer.
 	errAuthUnavailable = smtpErr(454, "4.7.0", "Temporary authentication failure")
@@ -252,10 +253,31 @@ func (s *session) Reset() {
 // Logout implements smtp.Session.
 func (s *session) Logout() error { return nil }
 
+// authPort reports whether the port of this session offers SMTP AUTH at
+// all: the SMTP port with smtp-auth, the SMTPS port with smtp-auth-smtps,
+// the submission port always.
+func (s *session) authPort() bool {
+	ms := &s.cfg.System.Mailserver
+	switch s.kind {
+	case SMTP:
+		return ms.SMTPAuth
+	case SMTPS:
+		return ms.SMTPAuthSMTPS
+	}
+	return true
+}
+
+// authOffered reports whether SMTP AUTH is offered now: on a port that
+// has it, under TLS, or before STARTTLS with smtp-auth-over-tls disable
+// (SMTPS is always under TLS).
+func (s *session) authOffered() bool {
+	return s.authPort() && (s.tlsInfo != nil || !s.cfg.System.Mailserver.SMTPAuthOverTLS)
+}
+
 // AuthMechanisms implements smtp.AuthSession: AUTH is advertised only
-// under TLS.
+// when it is offered (authOffered).
 func (s *session) AuthMechanisms() []string {
-	if s.tlsInfo == nil {
+	if !s.authOffered() {
 		return nil
 	}
 	return []string{sasl.Plain, sasl.Login}
@@ -263,7 +285,10 @@ func (s *session) AuthMechanisms() []string {
 
 // Auth implements smtp.AuthSession.
 func (s *session) Auth(mech string) (sasl.Server, error) {
-	if s.tlsInfo == nil {
+	if !s.authPort() {
+		return nil, errAuthOff
+	}
+	if !s.authOffered() {
 		return nil, errAuthTLS
 	}
 	if s.needHelo {

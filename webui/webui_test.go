@@ -408,7 +408,7 @@ func TestBackupRoundTrip(t *testing.T) {
 		t.Fatalf("backup: %d %v", resp.StatusCode, resp.Header)
 	}
 	header, text, _ := strings.Cut(backup, "\n")
-	if header != "#config-version=mailgate-"+admin.Version+":opmode=gateway:user=admin:format=2" {
+	if header != "#config-version=mailgate-"+admin.Version+":opmode=gateway:user=admin:format=3" {
 		t.Fatalf("header %q", header)
 	}
 	// The same as `execute backup config` in the CLI.

@@ -222,3 +222,56 @@ func TestGatewayListenersFollowConfiguration(t *testing.T) {
 		t.Fatalf("RCPT on the moved port: %d\n%s", code, out)
 	}
 }
+
+// TestGatewaySMTPServiceAndAuth changes `system mailserver` over SSH and
+// checks with swaks: smtp-auth decides whether EHLO on the SMTP port lists
+// AUTH after STARTTLS (never before it, with smtp-auth-over-tls), and
+// smtp-service disable closes the SMTP port while submission and SMTPS
+// keep working.
+func TestGatewaySMTPServiceAndAuth(t *testing.T) {
+	g := startGateway(t)
+	addr := func(p int) string { return "127.0.0.1:" + strconv.Itoa(p) }
+	ehlo := func(port int, tlsArg string) string {
+		t.Helper()
+		out, code := swaks(t, "--server", addr(port), tlsArg, "--from", "a@outside.example", "--to", "bob@example.com", "--quit-after", "HELO")
+		if code != 0 {
+			t.Fatalf("swaks on %d: %d\n%s", port, code, out)
+		}
+		return out
+	}
+	submit := func() {
+		t.Helper()
+		out, code := swaks(t, "--server", addr(g.msa), "--tls", "--from", "alice@example.com", "--to", "friend@outside.example",
+			"--auth", "PLAIN", "--auth-user", "alice", "--auth-password", "Alice#Submit2026")
+		if code != 0 || !strings.Contains(out, "250 2.0.0") {
+			t.Fatalf("submission refused: %d\n%s", code, out)
+		}
+	}
+	plain, _ := swaks(t, "--server", addr(g.smtp), "--from", "a@outside.example", "--to", "bob@example.com", "--quit-after", "HELO")
+	if strings.Contains(plain, "AUTH") {
+		t.Errorf("AUTH listed in plain text:\n%s", plain)
+	}
+	if out := ehlo(g.smtp, "--tls"); !strings.Contains(out, "250-AUTH PLAIN LOGIN") {
+		t.Errorf("factory: EHLO after STARTTLS lacks AUTH:\n%s", out)
+	}
+	g.configure("config system mailserver", "set smtp-auth disable", "end")
+	if out := ehlo(g.smtp, "--tls"); strings.Contains(out, "AUTH") {
+		t.Errorf("smtp-auth disable: EHLO on the SMTP port lists AUTH:\n%s", out)
+	}
+	if out := ehlo(g.smtps, "--tlsc"); !strings.Contains(out, "250-AUTH PLAIN LOGIN") {
+		t.Errorf("smtp-auth disable: SMTPS lacks AUTH:\n%s", out)
+	}
+	submit()
+
+	g.configure("config system mailserver", "set smtp-service disable", "end")
+	waitListener(t, addr(g.smtp), false)
+	submit()
+	if out := ehlo(g.smtps, "--tlsc"); !strings.Contains(out, "220 ") {
+		t.Errorf("SMTPS with smtp-service disable:\n%s", out)
+	}
+	g.configure("config system mailserver", "set smtp-service enable", "set smtp-auth enable", "end")
+	waitListener(t, addr(g.smtp), true)
+	if out := ehlo(g.smtp, "--tls"); !strings.Contains(out, "250-AUTH PLAIN LOGIN") {
+		t.Errorf("smtp-auth enable again: EHLO lacks AUTH:\n%s", out)
+	}
+}

@@ -39,7 +39,7 @@ func startGateway(t *testing.T, args ...string) *gateway {
 	setup := strings.Join([]string{
 		"config domain", "edit example.com", "set smtp-server 127.0.0.1", "set smtp-port " + sinkPort, "next", "end",
 		"config user local", "edit alice", "set password Alice#Submit2026", "next", "end",
-		"config system mailserver", "set queue-retry 1", "end",
+		"config system mailserver", "config mail-queue", "edit default", "set queue-retry 1", "next", "end", "end",
 	}, "\n") + "\n"
 	if out, code := g.ssh(newPassword, setup, "admin@127.0.0.1"); code != 0 {
 		t.Fatalf("gateway setup: %d\n%s", code, out)

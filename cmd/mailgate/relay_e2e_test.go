@@ -127,7 +127,7 @@ func protectedDestination(rcpt string) bool {
 func TestOldBackupRestoresOverSSH(t *testing.T) {
 	a := startFresh(t)
 	backup, code := a.ssh(newPassword, "", "admin@127.0.0.1", "execute backup config")
-	if code != 0 || !strings.Contains(backup, ":format=2\n") {
+	if code != 0 || !strings.Contains(backup, ":format=3\n") {
 		t.Fatalf("backup: %d\n%s", code, backup)
 	}
 	// Turn it into what the first release wrote.
@@ -138,7 +138,7 @@ func TestOldBackupRestoresOverSSH(t *testing.T) {
 	}
 	id, key := newKey(t, t.TempDir(), "old")
 	body = strings.Replace(body, hosts, "        set ssh-public-key2 \""+key+"\"\n        set trusthost1 127.0.0.0/8\n        set trusthost2 ::1/128\n", 1)
-	old := strings.TrimSuffix(header, ":format=2") + "\n" + body +
+	old := strings.TrimSuffix(header, ":format=3") + "\n" + body +
 		"config mailsetting mail-server-settings\n    set smtp-msa-status disable\nend\n" +
 		"config mailsetting queue\n    set retry-interval 7\nend\n" +
 		"config mailsetting relayserver\n    edit \"smart\"\n        set server \"relay.example.net\"\n        set port 587\n    next\nend\n" +
@@ -147,7 +147,7 @@ func TestOldBackupRestoresOverSSH(t *testing.T) {
 		t.Fatalf("restore of an old backup: %d\n%s", code, out)
 	}
 	out, _ := a.ssh(newPassword, "", "admin@127.0.0.1", "show full-configuration")
-	for _, want := range []string{"config system mailserver\n", "    set smtp-msa disable\n", "    set queue-retry 7\n",
+	for _, want := range []string{"config system mailserver\n", "    set smtp-msa disable\n", "            set queue-retry 7\n",
 		"config mailsetting relay-host-list\n", `        set host-name "relay.example.net"`, "        set host-port 587\n",
 		"        set authenticated authenticated\n", "    set relay-server-status enable\n", "        set sshkey \"" + key + "\"\n", "        set trusted-hosts 127.0.0.0/8 ::1/128\n"} {
 		if !strings.Contains(out, want) {
@@ -162,5 +162,30 @@ func TestOldBackupRestoresOverSSH(t *testing.T) {
 	// The key of the old backup logs in.
 	if out, code := a.client.RunKey(id, "", "admin@127.0.0.1", "get system status"); code != 0 {
 		t.Errorf("key of the old backup: %d\n%s", code, out)
+	}
+}
+
+// A backup of format 2 (the queue schedule directly in system
+// mailserver) restores over OpenSSH with the schedule in mail-queue
+// default.
+func TestFormat2BackupRestoresOverSSH(t *testing.T) {
+	a := startFresh(t)
+	backup, code := a.ssh(newPassword, "", "admin@127.0.0.1", "execute backup config")
+	header, body, _ := strings.Cut(backup, "\n")
+	const queue = "    config mail-queue\n        edit \"default\"\n            set queue-timeout 120\n            set queue-dsn-timeout 5\n" +
+		"            set queue-warning 4\n            set queue-retry 15\n        next\n    end\n"
+	if code != 0 || !strings.HasSuffix(header, ":format=3") || !strings.Contains(body, queue) {
+		t.Fatalf("backup: %d\n%s", code, backup)
+	}
+	old := strings.TrimSuffix(header, ":format=3") + ":format=2\n" + strings.Replace(body, queue, "", 1) +
+		"config system mailserver\n    set queue-retry 9\n    set queue-warning 6\n    set queue-timeout 48\nend\n"
+	if out, code := a.ssh(newPassword, old, "admin@127.0.0.1"); code != 0 {
+		t.Fatalf("restore of a format 2 backup: %d\n%s", code, out)
+	}
+	out, _ := a.ssh(newPassword, "", "admin@127.0.0.1", "show full-configuration system mailserver")
+	want := "    config mail-queue\n        edit \"default\"\n            set queue-timeout 48\n            set queue-dsn-timeout 5\n" +
+		"            set queue-warning 6\n            set queue-retry 9\n        next\n    end\n"
+	if !strings.Contains(out, want) {
+		t.Errorf("show full-configuration system mailserver lacks\n%s\n%s", want, out)
 	}
 }

@@ -193,8 +193,8 @@ func TestImportReferenceConfiguration(t *testing.T) {
 		t.Errorf("mtu: %v", rep.NotSupported)
 	}
 
-	// With what Validate asks for, it imports; the nested mail-queue
-	// block's lines did not land in system mailserver.
+	// With what Validate asks for, it imports, the nested mail-queue
+	// block included.
 	text += `config domain
     edit "example.com"
         set smtp-server 192.0.2.25
@@ -208,11 +208,8 @@ end
 	if err != nil {
 		t.Fatalf("%v\n%s", err, rep.String())
 	}
-	queue := lineOf(t, text, "config mail-queue")
-	if !slices.ContainsFunc(rep.NotSupported, func(it fortimail.Item) bool { return it.Line == queue && it.End == queue+7 }) {
-		t.Errorf("config mail-queue not reported once: %v", rep.NotSupported)
-	}
-	if m := c.System.Mailserver; m.RetryInterval != 15 || m.MaxTime != 120 || m.RelayServerName != "isp-relay" {
+	if m := c.System.Mailserver; len(m.MailQueue) != 1 || m.MailQueue[0] != (config.MailQueue{Name: "default", Timeout: 120, DSNTimeout: 5, Warning: 4, Retry: 27}) ||
+		m.DeadmailExpiry != 7 || m.SMTPMSAPort != 587 || m.RelayServerName != "isp-relay" {
 		t.Errorf("mailserver %+v", m)
 	}
 	if g := c.System.Global; g.Hostname != "fml-gw01" || g.PortSSH != 22 {

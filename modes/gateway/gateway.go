@@ -28,6 +28,7 @@ import (
 	"mailgate/delivery"
 	"mailgate/eventlog"
 	"mailgate/mailauth"
+	"mailgate/policy"
 	"mailgate/queue"
 	"mailgate/smtpd"
 )
@@ -103,10 +104,9 @@ func Start(o Options) (*Mode, error) {
 			ms := cfg().System.Mailserver
 			return queue.DSNSettings{Off: !ms.DSNStatus, From: ms.DSNSenderAddress, DisplayName: ms.DSNSenderName}
 		},
-		Schedule: func() queue.Schedule {
-			q := cfg().System.Mailserver
-			return queue.Schedule{RetryInterval: time.Duration(q.RetryInterval) * time.Minute,
-				WarningAfter: time.Duration(q.WarningTime) * time.Hour, MaxAge: time.Duration(q.MaxTime) * time.Hour}
+		Schedule: func(domain string) queue.Schedule { return schedule(cfg(), domain) },
+		DeadMailExpiry: func() time.Duration {
+			return time.Duration(cfg().System.Mailserver.DeadmailExpiry) * 24 * time.Hour
 		},
 		Hostname: hostname,
 		History: func(h queue.HistoryRecord) {
@@ -156,6 +156,18 @@ func Start(o Options) (*Mode, error) {
 	m.q.Start()
 	m.svc.SetQueue(m.q)
 	return m, nil
+}
+
+// schedule is the queue's retry policy for mail to domain: the mail-queue
+// entry incoming for a protected domain, outgoing for any other, default
+// when that entry is absent.
+func schedule(c *config.Config, domain string) queue.Schedule {
+	q := c.System.Mailserver.Queue(policy.IsProtected(c, domain))
+	s := queue.Schedule{RetryInterval: q.RetryInterval(), WarningAfter: q.WarningAfter(), MaxAge: q.MaxAge(), DSNMaxAge: q.DSNMaxAge()}
+	if s.DSNMaxAge == 0 {
+		s.DSNMaxAge = queue.OneAttempt
+	}
+	return s
 }
 
 // prepareSpool creates the directory where smtpd keeps messages over 1 MiB
@@ -235,11 +247,16 @@ func roots(c *config.Config) *x509.CertPool {
 }
 
 // Apply brings the running services in line with c: the name servers of
-// MX and reverse DNS lookups, and the listeners (opened, moved or closed).
+// MX and reverse DNS lookups, and the listeners (opened, moved or closed;
+// each of SMTP, SMTPS and submission has its switch: smtp-service,
+// smtps-tls-status, smtp-msa).
 func (m *Mode) Apply(c *config.Config) error {
 	dnsServers := m.dnsServers(c)
 	ms := &c.System.Mailserver
-	want := map[smtpd.Kind]int{smtpd.SMTP: pick(m.opt.SMTPPort, ms.SMTPPort)}
+	want := map[smtpd.Kind]int{}
+	if ms.SMTPService {
+		want[smtpd.SMTP] = pick(m.opt.SMTPPort, ms.SMTPPort)
+	}
 	if ms.SMTPSStatus {
 		want[smtpd.SMTPS] = pick(m.opt.SMTPSPort, ms.SMTPSPort)
 	}
