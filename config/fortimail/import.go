@@ -469,6 +469,15 @@ func (im *importer) run(ed *config.Editor, from, to int, rep *Report) (failed in
 			failed++
 		case isSecret(l):
 			rep.SetAgain = append(rep.SetAgain, im.item(k, k, "encrypted under the FortiMail unit's key; set it again on this appliance"))
+		case node.Path == "system mailserver" && w == "set" && len(l.toks) >= 2 && isQueueSetting(l.toks[1].Text):
+			// FortiMail lists the deferred queue's settings also directly
+			// in system mailserver: they are its default queue.
+			if err := defaultQueue(ed, l.toks); err != nil {
+				refuse(rep, im.item(k, k, im.reasonAt(node, k, err)), err)
+				failed++
+				continue
+			}
+			rep.Mapped++
 		default:
 			if r, ok := im.special(ed, node, k); !ok {
 				rep.UnknownValues = append(rep.UnknownValues, im.item(k, k, r))
@@ -484,6 +493,31 @@ func (im *importer) run(ed *config.Editor, from, to int, rep *Report) (failed in
 		}
 	}
 	return failed
+}
+
+func isQueueSetting(attr string) bool {
+	switch attr {
+	case "queue-retry", "queue-warning", "queue-timeout", "queue-dsn-timeout":
+		return true
+	}
+	return false
+}
+
+// defaultQueue runs set on the entry default of system mailserver's
+// mail-queue, and comes back to system mailserver.
+func defaultQueue(ed *config.Editor, set []config.Token) error {
+	for _, l := range []string{"config mail-queue", "edit default"} {
+		toks, _ := config.SplitLine(l)
+		if _, err := ed.Exec(toks); err != nil {
+			return err
+		}
+	}
+	_, err := ed.Exec(set)
+	for _, l := range []string{"next", "end"} {
+		toks, _ := config.SplitLine(l)
+		ed.Exec(toks)
+	}
+	return err
 }
 
 // special checks the settings of system global that belong to this

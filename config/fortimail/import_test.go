@@ -194,8 +194,13 @@ func TestImportReferenceConfiguration(t *testing.T) {
 	}
 
 	// With what Validate asks for, it imports, the nested mail-queue
-	// block included.
-	text += `config domain
+	// block included, and the queue settings FortiMail also lists directly
+	// in system mailserver go to its default queue.
+	text += `config system mailserver
+    set queue-retry 30
+    set queue-warning 300
+end
+config domain
     edit "example.com"
         set smtp-server 192.0.2.25
     next
@@ -208,9 +213,12 @@ end
 	if err != nil {
 		t.Fatalf("%v\n%s", err, rep.String())
 	}
-	if m := c.System.Mailserver; len(m.MailQueue) != 1 || m.MailQueue[0] != (config.MailQueue{Name: "default", Timeout: 120, DSNTimeout: 5, Warning: 4, Retry: 27}) ||
+	if m := c.System.Mailserver; len(m.MailQueue) != 1 || m.MailQueue[0] != (config.MailQueue{Name: "default", Timeout: 120, DSNTimeout: 5, Warning: 4, Retry: 30}) ||
 		m.DeadmailExpiry != 7 || m.SMTPMSAPort != 587 || m.RelayServerName != "isp-relay" {
 		t.Errorf("mailserver %+v", m)
+	}
+	if !has(rep.UnknownValues, lineOf(t, text, "set queue-warning 300"), "") && !has(rep.NotSupported, lineOf(t, text, "set queue-warning 300"), "") {
+		t.Errorf("queue-warning 300 (over its range) is not reported: %s", rep.String())
 	}
 	if g := c.System.Global; g.Hostname != "fml-gw01" || g.PortSSH != 22 {
 		t.Errorf("global %+v", g)
