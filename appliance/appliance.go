@@ -20,6 +20,7 @@ import (
 	"mailgate/eventlog"
 	"mailgate/firmware"
 	"mailgate/modes/gateway"
+	"mailgate/modes/mta"
 	"mailgate/smtpd"
 	"mailgate/store"
 	"mailgate/webui"
@@ -213,7 +214,7 @@ func (a *Appliance) applyMode(c *config.Config) error {
 	a.mode = mode
 	switch mode {
 	case "gateway":
-		m, err := gateway.Start(gateway.Options{DataDir: a.opt.DataDir, Service: a.svc, ListenHost: a.opt.ListenHost,
+		m, err := gateway.Start(mta.Options{DataDir: a.opt.DataDir, Service: a.svc, ListenHost: a.opt.ListenHost,
 			SMTPPort: a.opt.SMTPPort, SMTPSPort: a.opt.SMTPSPort, MSAPort: a.opt.MSAPort,
 			DNSServers: a.opt.DNSServers, MXPort: a.opt.MXPort, Guard: a.guard.Listener})
 		if err != nil {
@@ -318,7 +319,7 @@ func (a *Appliance) banner() {
 	fmt.Fprintf(a.opt.Console, "  SSH CLI:               %s\n", a.SSHAddr())
 	fmt.Fprintf(a.opt.Console, "  web UI:                https://%s/\n", a.WebAddr())
 	a.mu.Lock()
-	if m, ok := a.mail.(*gateway.Mode); ok {
+	if m, ok := a.mail.(*mta.MTA); ok {
 		for _, k := range []smtpd.Kind{smtpd.SMTP, smtpd.SMTPS, smtpd.MSA} {
 			if addr := m.Addr(k); addr != "" {
 				fmt.Fprintf(a.opt.Console, "  %-22s %s\n", k.String()+":", addr)

@@ -95,6 +95,10 @@ type Options struct {
 	// when one is set.
 	Hostname func() string
 	Now      func() time.Time
+	// CheckRecipient, when set, checks each recipient the receive policy
+	// accepted (server mode: the mailbox exists, is enabled, has room). A
+	// *Refusal error is the reply; any other error answers 451 4.3.0.
+	CheckRecipient func(c *config.Config, rcpt string) error
 	// Auth checks SMTP AUTH credentials and throttles failures (nil: a
 	// mailauth.Checker of the server's own with its defaults).
 	Auth *mailauth.Checker
@@ -102,6 +106,17 @@ type Options struct {
 	// and checked, before they go to the queue ("" = os.TempDir()).
 	SpoolDir string
 }
+
+// Refusal is a recipient refused by Options.CheckRecipient: the reply,
+// and the classifier of its history record.
+type Refusal struct {
+	Code       int
+	Enhanced   string
+	Text       string
+	Classifier string
+}
+
+func (r *Refusal) Error() string { return fmt.Sprintf("%d %s %s", r.Code, r.Enhanced, r.Text) }
 
 // History is a history log record written by the SMTP service.
 type History struct {

@@ -428,6 +428,19 @@ func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 		s.history(s.tx.from, to, d.Classifier, disp, reply(e))
 		return e
 	}
+	if check := s.srv.o.CheckRecipient; check != nil && !d.Discard {
+		if err := check(s.cfg, to); err != nil {
+			r := &Refusal{Code: 451, Enhanced: "4.3.0", Text: "Recipient check failed, try again later", Classifier: "Recipient Check"}
+			errors.As(err, &r)
+			e := smtpErr(r.Code, r.Enhanced, r.Text)
+			disp := "Reject"
+			if r.Code/100 == 4 {
+				disp = "Temp Fail"
+			}
+			s.history(s.tx.from, to, r.Classifier, disp, reply(e))
+			return e
+		}
+	}
 	s.tx.count++
 	if d.Discard {
 		s.tx.discarded = append(s.tx.discarded, to)

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/base64"
+	"errors"
 	"net"
 	"net/netip"
 	"os/exec"
@@ -697,4 +698,35 @@ func newReader(c net.Conn) *bufio.Reader { return bufio.NewReader(c) }
 
 func newForeignIdentity() (*cert.Identity, error) {
 	return cert.GenerateIdentity("other", "", nil, time.Now())
+}
+
+// A recipient the receive policy accepts is checked again by
+// CheckRecipient (server mode's mailboxes): its refusal is the reply and
+// the history record; an error of another kind is a temporary failure.
+func TestCheckRecipient(t *testing.T) {
+	t.Parallel()
+	cfg := testConfig(t, "")
+	e := newEnv(t, cfg, func(_ *env, o *Options) {
+		o.CheckRecipient = func(_ *config.Config, rcpt string) error {
+			switch rcpt {
+			case "nobody@example.com":
+				return &Refusal{Code: 550, Enhanced: "5.1.1", Text: "No such mailbox", Classifier: "Unknown Recipient"}
+			case "broken@example.com":
+				return errors.New("index unreadable")
+			}
+			return nil
+		}
+	})
+	c := dial(t, e.addr[SMTP])
+	c.reply()
+	c.expect("EHLO client.example", "250")
+	c.expect("MAIL FROM:<a@sender.example>", "250")
+	c.expect("RCPT TO:<nobody@example.com>", "550 5.1.1 No such mailbox")
+	c.expect("RCPT TO:<broken@example.com>", "451 4.3.0 Recipient check failed, try again later")
+	c.expect("RCPT TO:<bob@example.com>", "250")
+	c.expect("RCPT TO:<victim@elsewhere.example>", "550 5.7.1") // the policy decides first
+	h := e.histories()
+	if len(h) < 3 || h[0].Classifier != "Unknown Recipient" || h[0].Disposition != "Reject" || h[1].Classifier != "Recipient Check" || h[1].Disposition != "Temp Fail" {
+		t.Fatalf("history %+v", h)
+	}
 }

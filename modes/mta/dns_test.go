@@ -1,4 +1,4 @@
-package gateway
+package mta
 
 import (
 	"context"
@@ -15,7 +15,7 @@ import (
 // override of a test run wins over both.
 func TestDNSServers(t *testing.T) {
 	c := config.New()
-	m := &Mode{}
+	m := &MTA{}
 	if got := m.dnsServers(c); got != nil {
 		t.Fatalf("no system dns: %v", got)
 	}
