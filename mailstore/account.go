@@ -213,16 +213,19 @@ type txCtx struct {
 
 // op is one change waiting for the committer.
 type op struct {
-	dirs  []string // directories to fsync before the index commit
-	apply func(x *ix, c *txCtx) error
-	err   error
-	done  chan struct{}
+	dirs   []string   // directories to fsync before the index commit
+	synced chan error // when not nil: the op's file sync, done by its caller
+	apply  func(x *ix, c *txCtx) error
+	err    error
+	done   chan struct{}
 }
 
 // committer commits an account's changes in batches: one directory fsync
 // per directory with new files and one index transaction for every change
 // that is waiting when it starts, and for writers that announced a message
-// file (begin) and finish it within the linger time.
+// file (begin) and finish it within the linger time. A writer submits its
+// op once its file is written and syncs the file while the committer syncs
+// the directory; the index transaction waits for both.
 type committer struct {
 	a        *Account
 	mu       sync.Mutex
@@ -268,9 +271,18 @@ func (c *committer) abort() {
 	c.mu.Unlock()
 }
 
-// do submits o and waits for its commit. announced says the caller called
-// begin.
-func (c *committer) do(o *op, announced bool) error {
+// do submits o and waits for its commit.
+func (c *committer) do(o *op) error {
+	if err := c.submit(o, false); err != nil {
+		return err
+	}
+	<-o.done
+	return o.err
+}
+
+// submit queues o for the next commit; o.done is closed once it is
+// committed or failed (o.err). announced says the caller called begin.
+func (c *committer) submit(o *op, announced bool) error {
 	o.done = make(chan struct{})
 	c.mu.Lock()
 	if announced {
@@ -287,8 +299,7 @@ func (c *committer) do(o *op, announced bool) error {
 	}
 	c.mu.Unlock()
 	signal(c.kick)
-	<-o.done
-	return o.err
+	return nil
 }
 
 func (c *committer) stop() {
@@ -366,12 +377,24 @@ func (a *Account) commit(batch []*op) {
 	if err == nil && len(seen) > 0 {
 		err = s.hook(stepDirSynced)
 	}
+	// Wait for the file syncs of the batch's writers: an op whose file is
+	// not durable fails alone.
+	for _, o := range batch {
+		if o.synced != nil {
+			if e := <-o.synced; e != nil {
+				o.err = e
+			}
+		}
+	}
 	ctxs := make([]*txCtx, len(batch))
 	if err == nil {
 		now := s.opts.Now()
 		err = a.db.Update(func(tx *bolt.Tx) error {
 			x := newIx(tx)
 			for i, o := range batch {
+				if o.err != nil {
+					continue
+				}
 				c := &txCtx{now: now}
 				if e := o.apply(x, c); e != nil {
 					var te *txError
@@ -431,7 +454,7 @@ func (a *Account) commit(batch []*op) {
 
 // update commits one change that writes no file.
 func (a *Account) update(apply func(x *ix, c *txCtx) error) error {
-	return a.c.do(&op{apply: apply}, false)
+	return a.c.do(&op{apply: apply})
 }
 
 // view runs fn in a read transaction of the index.

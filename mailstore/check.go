@@ -153,6 +153,10 @@ func (a *Account) Check() (*CheckReport, error) {
 		for k, v := c.First(); k != nil; k, v = c.Next() {
 			id := u64(k)
 			indexed[id] = true
+			if len(v) < 12 {
+				rep.Problems = append(rep.Problems, fmt.Sprintf("message file %d: damaged file record", id))
+				continue
+			}
 			n, size := u32(v), int64(u64(v[4:]))
 			f, ok := disk[id]
 			if !ok {

@@ -96,19 +96,16 @@ func (a *Account) add(mailbox, deliveryID string, prepend []byte, body io.Reader
 	}
 	path := f.Name()
 	fail := func(err error) (Delivered, error) {
+		f.Close()
 		os.Remove(path)
 		a.release(id)
 		return Delivered{}, err
 	}
 	size, parsed, err := a.writeMessage(f, prepend, body)
+	var pj []byte
 	if err == nil {
-		err = a.s.hook(stepFileSynced)
+		pj, err = json.Marshal(parsed)
 	}
-	if err != nil {
-		a.c.abort()
-		return fail(err)
-	}
-	pj, err := json.Marshal(parsed)
 	if err != nil {
 		a.c.abort()
 		return fail(err)
@@ -168,9 +165,23 @@ func (a *Account) add(mailbox, deliveryID string, prepend []byte, body io.Reader
 			UIDValidity: mb.UIDValidity, UID: uid, ModSeq: modseq, Flags: m.flags, Keywords: kws, Size: size})
 		return nil
 	}}
-	if err := a.c.do(o2, true); err != nil {
+	// The committer syncs the directory while this call syncs the file;
+	// the index commits once both are done.
+	o2.synced = make(chan error, 1)
+	if err := a.c.submit(o2, true); err != nil {
 		return fail(err)
 	}
+	a.s.stats.fileSyncs.Add(1)
+	err = fsync.Data(f)
+	if err == nil {
+		err = a.s.hook(stepFileSynced)
+	}
+	o2.synced <- err
+	<-o2.done
+	if o2.err != nil {
+		return fail(o2.err)
+	}
+	f.Close() // committed, its data synced: an error here loses nothing
 	if res.Duplicate {
 		// The file of a delivery that turned out a duplicate goes.
 		os.Remove(path)
@@ -193,9 +204,8 @@ func (r *mailboxRec) count(f Flags, size int64, n int) {
 }
 
 // writeMessage writes prepend and body to f with CRLF line ends, parsing
-// the message as it goes, and fsyncs the file. It closes f.
+// the message as it goes. The data is not synced yet.
 func (a *Account) writeMessage(f *os.File, prepend []byte, body io.Reader) (int64, *Parsed, error) {
-	defer f.Close()
 	if body == nil {
 		body = bytes.NewReader(nil)
 	}
@@ -209,11 +219,7 @@ func (a *Account) writeMessage(f *os.File, prepend []byte, body io.Reader) (int6
 	if err := w.Flush(); err != nil {
 		return 0, nil, err
 	}
-	a.s.stats.fileSyncs.Add(1)
-	if err := fsync.Data(f); err != nil {
-		return 0, nil, err
-	}
-	return cw.n, parsed, f.Close()
+	return cw.n, parsed, nil
 }
 
 type countWriter struct {

@@ -145,7 +145,7 @@ func (a *Account) Rename(from, to string) error {
 	if from == to {
 		return fmt.Errorf("%w: %q", ErrMailboxExists, to)
 	}
-	if strings.HasPrefix(to, from+Separator) {
+	if from != Inbox && strings.HasPrefix(to, from+Separator) {
 		return fmt.Errorf("%w: %q cannot move below itself", ErrInvalid, from)
 	}
 	return a.update(func(x *ix, c *txCtx) error {

@@ -121,11 +121,11 @@ func (c *countReader) Read(p []byte) (int, error) {
 func extractPart(raw textproto.Header, r io.Reader, depth int, budget *int, parentType string) Part {
 	h := gomessage.Header{Header: raw}
 	mediaType, params, err := h.ContentType()
-	if err != nil || mediaType == "" || !strings.Contains(mediaType, "/") {
+	switch {
+	case !raw.Has("Content-Type") && parentType == "multipart/digest":
+		mediaType, params = "message/rfc822", nil
+	case !raw.Has("Content-Type") || err != nil || !strings.Contains(mediaType, "/"):
 		mediaType, params = "text/plain", map[string]string{"charset": "us-ascii"}
-		if parentType == "multipart/digest" && !raw.Has("Content-Type") {
-			mediaType, params = "message/rfc822", nil
-		}
 	}
 	typ, sub, _ := strings.Cut(strings.ToLower(mediaType), "/")
 	p := Part{
