@@ -6,20 +6,15 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"mailgate/fsync"
 )
 
 // syncDir makes the entries of a directory durable.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil && err != syscall.EINVAL {
-		return err
-	}
-	return nil
-}
+func syncDir(dir string) error { return fsync.Dir(dir) }
+
+// fdatasync makes a file's data durable.
+func fdatasync(f *os.File) error { return fsync.Data(f) }
 
 // diskCheck answers "is there room for another message" cheaply: the file
 // system is asked at most every 100 ms.

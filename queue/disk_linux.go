@@ -1,18 +1,6 @@
 package queue
 
-import (
-	"os"
-	"syscall"
-)
-
-func fdatasync(f *os.File) error {
-	for {
-		err := syscall.Fdatasync(int(f.Fd()))
-		if err != syscall.EINTR {
-			return err
-		}
-	}
-}
+import "syscall"
 
 // freeBytes returns the space available to unprivileged users on the file
 // system holding path.

@@ -2,11 +2,6 @@
 
 package queue
 
-import (
-	"errors"
-	"os"
-)
-
-func fdatasync(f *os.File) error { return f.Sync() }
+import "errors"
 
 func freeBytes(string) (int64, error) { return 0, errors.ErrUnsupported }
