@@ -145,12 +145,14 @@ type Mailserver struct {
 	SMTPSPort         int         `cfg:"smtps-port" range:"1-65535" default:"465" help:"SMTPS port."`
 	SMTPMSAStatus     bool        `cfg:"smtp-msa" default:"enable" help:"Message submission (MSA) service."`
 	SMTPMSAPort       int         `cfg:"smtp-msa-port" range:"1-65535" default:"587" help:"Submission port."`
-	POP3Service       bool        `cfg:"pop3-service" default:"enable" help:"POP3 and POP3S services (server mode; no effect in gateway mode)."`
+	POP3Service       bool        `cfg:"pop3-service" default:"enable" help:"POP3 on pop3-port, with STLS (server mode; disable for POP3S only)."`
 	POP3Port          int         `cfg:"pop3-port" range:"1-65535" default:"110" help:"POP3 port (server mode)."`
 	POP3SPort         int         `cfg:"pop3s-port" range:"1-65535" default:"995" help:"POP3S port (server mode)."`
-	IMAPService       bool        `cfg:"imap-service" default:"enable" help:"IMAP and IMAPS services (server mode; no effect in gateway mode)."`
+	POP3SStatus       bool        `cfg:"pop3s-status" fm:"none" default:"enable" help:"POP3 over implicit TLS on pop3s-port (server mode)."`
+	IMAPService       bool        `cfg:"imap-service" default:"enable" help:"IMAP on imap-port, with STARTTLS (server mode; disable for IMAPS only)."`
 	IMAPPort          int         `cfg:"imap-port" range:"1-65535" default:"143" help:"IMAP port (server mode)."`
 	IMAPSPort         int         `cfg:"imaps-port" range:"1-65535" default:"993" help:"IMAPS port (server mode)."`
+	IMAPSStatus       bool        `cfg:"imaps-status" fm:"none" default:"enable" help:"IMAP over implicit TLS on imaps-port (server mode)."`
 	DefaultAuthDomain string      `cfg:"default-auth-domain" check:"domain" help:"Domain appended to user names without one at SMTP AUTH."`
 	SMTPAuth          bool        `cfg:"smtp-auth" default:"enable" help:"Offer SMTP AUTH on the SMTP port (the submission port always offers it)."`
 	SMTPAuthOverTLS   bool        `cfg:"smtp-auth-over-tls" default:"enable" help:"On the SMTP and submission ports, offer SMTP AUTH only after STARTTLS; disable also offers it in plain text, where passwords can be read on the network."`

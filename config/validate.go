@@ -156,13 +156,15 @@ func Validate(c *Config, env *Env) error {
 	}
 	if g.OperationMode == "server" {
 		// Not a map keyed by port: two of these on one port would be one key.
-		if m.POP3Service {
-			ports[m.POP3Port] = append(ports[m.POP3Port], "pop3-port")
-			ports[m.POP3SPort] = append(ports[m.POP3SPort], "pop3s-port")
-		}
-		if m.IMAPService {
-			ports[m.IMAPPort] = append(ports[m.IMAPPort], "imap-port")
-			ports[m.IMAPSPort] = append(ports[m.IMAPSPort], "imaps-port")
+		for _, p := range []struct {
+			on   bool
+			port int
+			name string
+		}{{m.POP3Service, m.POP3Port, "pop3-port"}, {m.POP3SStatus, m.POP3SPort, "pop3s-port"},
+			{m.IMAPService, m.IMAPPort, "imap-port"}, {m.IMAPSStatus, m.IMAPSPort, "imaps-port"}} {
+			if p.on {
+				ports[p.port] = append(ports[p.port], p.name)
+			}
 		}
 	}
 	var clash []string
