@@ -189,8 +189,13 @@ func TestImportReferenceConfiguration(t *testing.T) {
 	if !strings.Contains(rep.String(), "not valid; nothing can be applied") {
 		t.Errorf("report:\n%s", rep.String())
 	}
-	if !has(rep.NotSupported, lineOf(t, text, "set mtu 1500"), "has no such setting") {
-		t.Errorf("mtu: %v", rep.NotSupported)
+	if !has(rep.NotSupported, lineOf(t, text, "set deadmail-expiry 7"), "has no such setting") {
+		t.Errorf("deadmail-expiry: %v", rep.NotSupported)
+	}
+	for _, line := range []string{"set mtu 1500", `set interface "port1"`} {
+		if has(rep.NotSupported, lineOf(t, text, line), "") {
+			t.Errorf("%s reported as not supported: %v", line, rep.NotSupported)
+		}
 	}
 
 	// With what Validate asks for, it imports; the nested mail-queue
@@ -214,6 +219,9 @@ end
 	}
 	if m := c.System.Mailserver; m.RetryInterval != 15 || m.MaxTime != 120 || m.RelayServerName != "isp-relay" {
 		t.Errorf("mailserver %+v", m)
+	}
+	if i, r := c.System.Interface, c.System.Route; len(i) == 0 || i[0].MTU != 1500 || len(r) != 1 || r[0].Interface != "port1" {
+		t.Errorf("interfaces %+v, routes %+v", i, r)
 	}
 	if g := c.System.Global; g.Hostname != "fml-gw01" || g.PortSSH != 22 {
 		t.Errorf("global %+v", g)
