@@ -160,6 +160,9 @@ func NewManager(h *netlink.Handle) *Manager {
 	return &Manager{h: h, static: map[int]netip.Prefix{}}
 }
 
+// Close closes the Manager's netlink handle.
+func (m *Manager) Close() { m.h.Close() }
+
 // Apply brings the kernel in line with c and returns what it changed, one
 // item each ("port1 mtu 1400", "removed route 2 ..."); nothing when the
 // kernel already was. It applies what it can and joins the errors of the
