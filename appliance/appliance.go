@@ -14,6 +14,8 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/vishvananda/netlink"
+
 	"mailgate/admin"
 	"mailgate/cli"
 	"mailgate/config"
@@ -21,6 +23,7 @@ import (
 	"mailgate/firmware"
 	"mailgate/modes/gateway"
 	"mailgate/modes/mta"
+	"mailgate/netif"
 	"mailgate/smtpd"
 	"mailgate/store"
 	"mailgate/webui"
@@ -58,6 +61,11 @@ type Options struct {
 	// ManageICMP lets allowaccess ping switch the kernel's answers to
 	// echo requests (the image, or a network namespace of its own).
 	ManageICMP bool
+	// ManageNetwork applies `system interface` and `system route` to the
+	// kernel (package netif) at start and at every commit: the image,
+	// or a network namespace of its own. Off, the host's network is
+	// never touched (make run).
+	ManageNetwork bool
 }
 
 // Appliance is a running appliance.
@@ -69,6 +77,8 @@ type Appliance struct {
 	ssh *cli.Server
 	// guard enforces the interfaces' allowaccess on every listener.
 	guard *accessGuard
+	// network applies the network configuration (Options.ManageNetwork).
+	network *netif.Manager
 
 	mu      sync.Mutex
 	mode    string
@@ -135,6 +145,14 @@ func Start(opt Options) (*Appliance, error) {
 	a.guard = newAccessGuard(func() *config.Config { c, _ := a.svc.Config(); return c }, func(msg string) {
 		a.svc.Event(eventlog.Warning, "system", "", "", msg)
 	})
+	if opt.ManageNetwork {
+		h, err := netlink.NewHandle()
+		if err != nil {
+			a.closeStores()
+			return nil, fmt.Errorf("network configuration: %w", err)
+		}
+		a.network = netif.NewManager(h)
+	}
 	cfg, _ := a.svc.Config()
 	if err := a.applyHost(cfg, true); err != nil {
 		a.svc.Event(eventlog.Error, "system", "", "", err.Error())
@@ -180,21 +198,47 @@ func (a *Appliance) apply(c *config.Config) error {
 	return errors.Join(a.applyHost(c, false), a.applyAdmin(c), a.applyMode(c))
 }
 
-// applyHost brings the system around the services in line with c: on the
-// image the network file for the next boot (a change is announced, except
-// at start-up), and the kernel's answers to ping (Options.ManageICMP).
+// applyHost brings the system around the services in line with c: the
+// network (Options.ManageNetwork: interfaces, addresses, routes, applied
+// at once and announced), on the image the DHCP switch of port1 and the
+// name servers of a static port1, and the kernel's answers to ping
+// (Options.ManageICMP).
 func (a *Appliance) applyHost(c *config.Config, starting bool) error {
-	var netErr, pingErr error
+	var errs []error
+	var changes []string
 	if a.opt.Firmware != nil {
-		var changed bool
-		if changed, netErr = writeNetwork(a.opt.DataDir, c); changed && !starting {
-			a.svc.Event(eventlog.Notice, "system", "", "", "network configuration of port1 saved: it applies at the next boot (execute reboot)")
+		// Before the addresses: a static port1 stops the DHCP client.
+		changed, err := writeNetwork(a.opt.DataDir, c)
+		errs = append(errs, err)
+		if changed {
+			if port1Static(c) {
+				changes = append(changes, "port1 DHCP client stopped")
+			} else {
+				changes = append(changes, "port1 DHCP client started")
+			}
+		}
+		if _, err := writeResolvConf(resolvConf, c); err != nil {
+			errs = append(errs, fmt.Errorf("name servers of the static port1: %w", err))
 		}
 	}
-	if a.opt.ManageICMP {
-		pingErr = applyPing(c)
+	if a.network != nil {
+		ch, err := a.network.Apply(c)
+		changes = append(changes, ch...)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("network configuration: %w", err))
+		}
 	}
-	return errors.Join(netErr, pingErr)
+	if len(changes) > 0 {
+		when := "network configuration applied: "
+		if starting {
+			when = "network configuration applied at start: "
+		}
+		a.svc.Event(eventlog.Notice, "system", "", "", when+strings.Join(changes, ", "))
+	}
+	if a.opt.ManageICMP {
+		errs = append(errs, applyPing(c))
+	}
+	return errors.Join(errs...)
 }
 
 // applyMode starts the mail services of the configured operation mode,
@@ -357,6 +401,9 @@ func (a *Appliance) Close() error {
 	}
 	a.mu.Unlock()
 	a.serveWG.Wait()
+	if a.network != nil {
+		a.network.Close()
+	}
 	errs = append(errs, a.closeStores())
 	return errors.Join(errs...)
 }

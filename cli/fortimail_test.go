@@ -69,6 +69,12 @@ func TestFortiMailSyntaxConfiguration(t *testing.T) {
 		}
 	}
 	t.Logf("%d of %d blocks committed (%.0f %%)", accepted, len(blocks), 100*float64(accepted)/float64(len(blocks)))
+	// The bar: at least 90 % of the blocks. The one left is config
+	// domain, whose entries name no mail server (FortiMail's domain-setting
+	// names could not be retrieved); it is refused for that, as it should.
+	if 10*accepted < 9*len(blocks) {
+		t.Errorf("%d of %d blocks accepted, under 90 %%", accepted, len(blocks))
+	}
 	for _, want := range fortimailAccepted {
 		if !got[want] {
 			t.Errorf("block %q is no longer accepted", want)
@@ -81,5 +87,6 @@ func TestFortiMailSyntaxConfiguration(t *testing.T) {
 var fortimailAccepted = []string{
 	"config system global", "config system admin", "config system dns", "config system certificate ca",
 	"config mailsetting relay-host-list", "config profile tls", "config policy access-control receive",
-	"config policy access-control delivery", "config system mailserver",
+	"config policy access-control delivery", "config system mailserver", "config system interface",
+	"config system route",
 }

@@ -45,6 +45,7 @@ config system interface
     edit port1
         set mode static
         set ip 192.0.2.10/24
+        set mtu 9000
         set allowaccess ssh ping
         set mailaccess ""
     next
@@ -59,6 +60,7 @@ config system route
     edit 2
         set destination 198.51.100.0/24
         set gateway 192.0.2.254
+        set interface port1
     next
 end
 config system certificate local

@@ -93,6 +93,7 @@ type Interface struct {
 	Name        string   `cfg:"name,key" check:"ifname"`
 	Mode        string   `cfg:"mode" enum:"static|dhcp" default:"dhcp" help:"Addressing mode."`
 	IP          string   `cfg:"ip" type:"prefix" help:"Address and prefix length in static mode, e.g. 192.0.2.10/24."`
+	MTU         int      `cfg:"mtu" range:"576-9000" default:"1500" help:"Maximum transmission unit in bytes (IPv6 needs at least 1280)."`
 	AllowAccess []string `cfg:"allowaccess" enum:"ping|ssh|https" default:"ping ssh https" help:"Administrative access on this interface: ssh (CLI), https (web UI); ping is answered while any interface allows it (FortiMail's http, snmp and telnet: mailgate has no such service)."`
 	MailAccess  []string `cfg:"mailaccess" enum:"smtp|smtps|imap|imaps|pop3|pop3s" default:"smtp smtps imap imaps pop3 pop3s" help:"Mail services reachable on this interface: smtp (SMTP and submission ports), smtps (SMTPS port); imap, imaps, pop3, pop3s in server mode."`
 }
@@ -102,6 +103,7 @@ type Route struct {
 	ID          int    `cfg:"id,key"`
 	Destination string `cfg:"destination" type:"prefix" default:"0.0.0.0/0" help:"Destination network."`
 	Gateway     string `cfg:"gateway" type:"ip" help:"Gateway address."`
+	Interface   string `cfg:"interface" type:"ref" ref:"system interface" help:"Interface the gateway is reached on (empty: the one whose network holds the gateway)."`
 }
 
 // Certificates groups the certificate stores.

@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"net/netip"
 	"reflect"
 	"regexp"
 	"sort"
@@ -72,14 +73,45 @@ func Validate(c *Config, env *Env) error {
 	if super == 0 {
 		add("system admin: at least one administrator with access-profile super_admin_prof is required")
 	}
+	static := map[string]netip.Prefix{} // the static networks by interface
 	for _, i := range c.System.Interface {
-		if i.Mode == "static" && i.IP == "" {
+		if i.Mode != "static" {
+			continue
+		}
+		p, err := netip.ParsePrefix(i.IP)
+		switch {
+		case i.IP == "":
 			add("system interface %q: static mode needs ip", i.Name)
+		case err != nil:
+			add("system interface %q: ip %q is not an address/prefix", i.Name, i.IP)
+		case p.Addr().Is6() && i.MTU < 1280:
+			add("system interface %q: the IPv6 address %s needs mtu 1280 or more (mtu is %d)", i.Name, i.IP, i.MTU)
+		default:
+			static[i.Name] = p.Masked()
 		}
 	}
+	routeOf := map[string]int{} // the first route of each destination
 	for _, r := range c.System.Route {
-		if r.Gateway == "" {
+		dst, dErr := netip.ParsePrefix(r.Destination)
+		gw, gErr := netip.ParseAddr(r.Gateway)
+		if dErr == nil {
+			key := dst.Masked().String()
+			if first, dup := routeOf[key]; dup {
+				add("system route %d: destination %s is already route %d's", r.ID, key, first)
+			} else {
+				routeOf[key] = r.ID
+			}
+		}
+		switch {
+		case r.Gateway == "":
 			add("system route %d: gateway must be set", r.ID)
+		case dErr != nil || gErr != nil:
+		case gw.Is4() != dst.Addr().Is4():
+			add("system route %d: gateway %s and destination %s are not of one address family", r.ID, r.Gateway, r.Destination)
+		case r.Interface != "":
+			if n, ok := static[r.Interface]; ok && n.Addr().Is4() == gw.Is4() && !n.Contains(gw) {
+				add("system route %d: gateway %s is not in the network of interface %s (%s)", r.ID, r.Gateway, r.Interface, n)
+			}
 		}
 	}
 	for _, lc := range c.System.Certificate.Local {

@@ -331,3 +331,72 @@ func TestValidateMailUsers(t *testing.T) {
 		exec(e, "next")
 	}
 }
+
+// The network settings: a route names an existing interface, its gateway
+// is of the destination's family and, on a static interface, in that
+// interface's network; one route per destination; IPv6 needs mtu 1280.
+func TestValidateNetwork(t *testing.T) {
+	text := `config system interface
+    edit port1
+        set mode static
+        set ip 192.0.2.10/24
+        set mtu 1400
+    next
+    edit port2
+        set mode static
+        set ip 2001:db8::10/64
+        set mtu 1000
+    next
+    edit port3
+    next
+end
+config system route
+    edit 1
+        set gateway 192.0.2.1
+        set interface port1
+    next
+    edit 2
+        set destination 198.51.100.0/24
+        set gateway 198.51.100.1
+        set interface port1
+    next
+    edit 3
+        set destination 0.0.0.0/0
+        set gateway 192.0.2.254
+    next
+    edit 4
+        set destination 2001:db8:1::/48
+        set gateway 192.0.2.1
+    next
+    edit 5
+        set destination 203.0.113.0/24
+        set gateway 203.0.113.1
+        set interface port3
+    next
+end
+`
+	c := mustParse(t, text, nil)
+	c.System.Route = append(c.System.Route, config.Route{ID: 6, Destination: "198.51.100.0/24", Gateway: "192.0.2.1", Interface: "port9"})
+	var ve config.ValidationError
+	if err := config.Validate(c, nil); !errors.As(err, &ve) {
+		t.Fatalf("Validate: %v", err)
+	}
+	want := []string{
+		`system interface "port2": the IPv6 address 2001:db8::10/64 needs mtu 1280 or more (mtu is 1000)`,
+		`system route 2: gateway 198.51.100.1 is not in the network of interface port1 (192.0.2.0/24)`,
+		`system route 3: destination 0.0.0.0/0 is already route 1's`,
+		`system route 4: gateway 192.0.2.1 and destination 2001:db8:1::/48 are not of one address family`,
+		`system route 6: destination 198.51.100.0/24 is already route 2's`,
+		`system route "6": system interface "port9" does not exist`,
+	}
+	for _, w := range want {
+		if !contains(ve, w) {
+			t.Errorf("missing problem %q in\n%v", w, ve)
+		}
+	}
+	// Route 1 (gateway in port1's network) and route 5 (a DHCP interface:
+	// not checkable) pass.
+	if contains(ve, "system route 1:") || contains(ve, "system route 5:") {
+		t.Errorf("reports valid routes:\n%v", ve)
+	}
+}

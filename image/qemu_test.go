@@ -303,21 +303,44 @@ func TestQEMUBootMailRebootUpgrade(t *testing.T) {
 	}
 	history := waitHistory()
 
-	// A static address instead of DHCP, from the next boot on.
+	// A static address instead of DHCP, applied at once. Routes and name
+	// servers first, over the DHCP address; the address switch is the
+	// last command of its session, which goes with the old address.
 	run(strings.Join([]string{
-		"config system interface", "edit port1", "set mode static", "set ip " + staticAddr + "/24", "next", "end",
-		"config system route", "edit 1", "set gateway 10.0.2.2", "next", "end",
+		"config system route", "edit 1", "set gateway 10.0.2.2", "next",
+		"edit 2", "set destination 198.51.100.0/24", "set gateway 10.0.2.2", "set interface port1", "next", "end",
 		"config system dns", "set primary 10.0.2.3", "end"}, "\n") + "\n")
+	c.Timeout = 30 * time.Second
+	c.Run(pw, strings.Join([]string{"config system interface", "edit port1", "set mode static", "set ip " + staticAddr + "/24",
+		"set mtu 1400", "next", "end"}, "\n")+"\n", "admin@127.0.0.1")
+	c.Timeout = 3 * time.Minute
+	v.waitConsole("eth0 "+staticAddr+"/24", 1, time.Minute)
+	c.Port = v.sshStatic
+	v.waitSSH(c.Port, time.Minute)
+	events := run("", "diagnose log event 50 network")
+	for _, want := range []string{"network configuration applied: route 1 0.0.0.0/0 via 10.0.2.2, route 2 198.51.100.0/24 via 10.0.2.2 port1",
+		"port1 DHCP client stopped, port1 mtu 1400, port1 removed address 10.0.2.15/24, port1 address " + staticAddr + "/24"} {
+		if !strings.Contains(events, want) {
+			t.Fatalf("events lack %q:\n%s", want, events)
+		}
+	}
 	config := run("", "show full-configuration")
 
-	// Reboot: configuration and history survive on /perm.
+	// Reboot: configuration and history survive on /perm; port1 comes
+	// up static, with no DHCP client.
 	if out := run("y\n", "execute reboot"); !strings.Contains(out, "going down") {
 		t.Fatalf("reboot: %s", out)
 	}
 	v.waitConsole("mailgate v0.0.0-test-a (", 2, 6*time.Minute)
-	v.waitConsole("eth0 "+staticAddr+"/24", 1, 2*time.Minute)
-	c.Port = v.sshStatic
+	v.waitConsole("eth0 "+staticAddr+"/24", 2, 2*time.Minute)
 	v.waitSSH(c.Port, 2*time.Minute)
+	if events := run("", "diagnose log event 50 network"); !strings.Contains(events, "network configuration applied at start: port1 mtu 1400") {
+		t.Fatalf("events after the reboot lack the MTU:\n%s", events)
+	}
+	con := v.console()
+	if after := con[strings.LastIndex(con, "mailgate v0.0.0-test-a ("):]; strings.Contains(after, "10.0.2.15") {
+		t.Fatalf("port1 took a DHCP address though static:\n%s", after)
+	}
 	if got := run("", "show full-configuration"); got != config {
 		t.Fatalf("configuration changed across the reboot:\n--- before\n%s\n--- after\n%s", config, got)
 	}

@@ -52,6 +52,7 @@ func main() {
 	console := flag.String("console", "", "also print the banner and address changes here (the image: /dev/console)")
 	flag.StringVar(&opt.ReadyFile, "ready-file", "", "file written once the services are up (the image's init confirms an upgrade on it)")
 	flag.BoolVar(&opt.ManageICMP, "manage-icmp", false, "let allowaccess ping switch the kernel's answers to ping (the image, or a network namespace of its own)")
+	flag.BoolVar(&opt.ManageNetwork, "manage-network", false, "apply system interface and system route to the kernel's links, addresses and routes (the image, or a network namespace of its own)")
 	flag.Parse()
 	switch *profile {
 	case "appliance":

@@ -189,8 +189,13 @@ func TestImportReferenceConfiguration(t *testing.T) {
 	if !strings.Contains(rep.String(), "not valid; nothing can be applied") {
 		t.Errorf("report:\n%s", rep.String())
 	}
-	if !has(rep.NotSupported, lineOf(t, text, "set mtu 1500"), "has no such setting") {
-		t.Errorf("mtu: %v", rep.NotSupported)
+	if len(rep.NotSupported) != 0 {
+		t.Errorf("the reference configuration has unsupported lines: %v", rep.NotSupported)
+	}
+	for _, line := range []string{"set mtu 1500", `set interface "port1"`, "set deadmail-expiry 7"} {
+		if has(rep.NotSupported, lineOf(t, text, line), "") {
+			t.Errorf("%s reported as not supported: %v", line, rep.NotSupported)
+		}
 	}
 
 	// With what Validate asks for, it imports, the nested mail-queue
@@ -219,6 +224,9 @@ end
 	}
 	if !has(rep.UnknownValues, lineOf(t, text, "set queue-warning 300"), "") && !has(rep.NotSupported, lineOf(t, text, "set queue-warning 300"), "") {
 		t.Errorf("queue-warning 300 (over its range) is not reported: %s", rep.String())
+	}
+	if i, r := c.System.Interface, c.System.Route; len(i) == 0 || i[0].MTU != 1500 || len(r) != 1 || r[0].Interface != "port1" {
+		t.Errorf("interfaces %+v, routes %+v", i, r)
 	}
 	if g := c.System.Global; g.Hostname != "fml-gw01" || g.PortSSH != 22 {
 		t.Errorf("global %+v", g)

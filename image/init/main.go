@@ -38,13 +38,13 @@ func main() {
 	st, stateOK := bootState()
 	services := []*gokrazy.Service{
 		gokrazy.NewService(exec.Command("/gokrazy/randomd")),
-		// The DHCP client, or the static address from the appliance's
-		// `config system interface`: see netconfig.go.
+		// The DHCP client on port1 while it is in dhcp mode: see
+		// netconfig.go. The appliance configures the rest (-manage-network).
 		gokrazy.NewService(exec.Command("/gokrazy/init", "netconfig")),
 		gokrazy.NewService(exec.Command("/gokrazy/ntp")),
 		gokrazy.NewService(exec.Command(appliancePath, append([]string{
 			"-data", "/perm/mailgate",
-			"-console", "/dev/console", "-manage-icmp",
+			"-console", "/dev/console", "-manage-icmp", "-manage-network",
 			"-ready-file", readyFile}, settings.ApplianceArgs...)...)),
 	}
 	if err := gokrazy.SuperviseServices(services); err != nil {
