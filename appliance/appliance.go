@@ -23,6 +23,7 @@ import (
 	"mailgate/firmware"
 	"mailgate/modes/gateway"
 	"mailgate/modes/mta"
+	"mailgate/modes/server"
 	"mailgate/netif"
 	"mailgate/smtpd"
 	"mailgate/store"
@@ -40,8 +41,10 @@ type Options struct {
 	SSHPort int
 	// HTTPSPort overrides the configured port-https when non-zero.
 	HTTPSPort int
-	// SMTPPort, SMTPSPort and MSAPort override the configured mail ports.
+	// SMTPPort, SMTPSPort and MSAPort override the configured mail ports,
+	// POP3Port and POP3SPort those of server mode.
 	SMTPPort, SMTPSPort, MSAPort int
+	POP3Port, POP3SPort          int
 	// DNSServers override `system dns` (host:port), for test networks.
 	DNSServers []string
 	// MXPort overrides port 25 for MX deliveries, for test networks.
@@ -256,16 +259,24 @@ func (a *Appliance) applyMode(c *config.Config) error {
 		a.svc.Event(eventlog.Notice, "system", "", "", "stopped "+a.mode+" mode")
 	}
 	a.mode = mode
+	core := mta.Options{DataDir: a.opt.DataDir, Service: a.svc, ListenHost: a.opt.ListenHost,
+		SMTPPort: a.opt.SMTPPort, SMTPSPort: a.opt.SMTPSPort, MSAPort: a.opt.MSAPort,
+		DNSServers: a.opt.DNSServers, MXPort: a.opt.MXPort, Guard: a.guard.Listener}
 	switch mode {
 	case "gateway":
-		m, err := gateway.Start(mta.Options{DataDir: a.opt.DataDir, Service: a.svc, ListenHost: a.opt.ListenHost,
-			SMTPPort: a.opt.SMTPPort, SMTPSPort: a.opt.SMTPSPort, MSAPort: a.opt.MSAPort,
-			DNSServers: a.opt.DNSServers, MXPort: a.opt.MXPort, Guard: a.guard.Listener})
+		m, err := gateway.Start(core)
 		if err != nil {
 			return fmt.Errorf("gateway mode: %w", err)
 		}
 		a.mail = m
 		a.svc.Event(eventlog.Notice, "system", "", "", "started gateway mode")
+	case "server":
+		m, err := server.Start(server.Options{Options: core, POP3Port: a.opt.POP3Port, POP3SPort: a.opt.POP3SPort})
+		if err != nil {
+			return fmt.Errorf("server mode: %w", err)
+		}
+		a.mail = m
+		a.svc.Event(eventlog.Notice, "system", "", "", "started server mode")
 	default:
 		return fmt.Errorf("%s mode is not available in this version: mail services are stopped", mode)
 	}
@@ -363,7 +374,7 @@ func (a *Appliance) banner() {
 	fmt.Fprintf(a.opt.Console, "  SSH CLI:               %s\n", a.SSHAddr())
 	fmt.Fprintf(a.opt.Console, "  web UI:                https://%s/\n", a.WebAddr())
 	a.mu.Lock()
-	if m, ok := a.mail.(*mta.MTA); ok {
+	if m, ok := a.mail.(interface{ Addr(smtpd.Kind) string }); ok {
 		for _, k := range []smtpd.Kind{smtpd.SMTP, smtpd.SMTPS, smtpd.MSA} {
 			if addr := m.Addr(k); addr != "" {
 				fmt.Fprintf(a.opt.Console, "  %-22s %s\n", k.String()+":", addr)

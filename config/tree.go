@@ -155,6 +155,7 @@ type Mailserver struct {
 	IMAPPort          int         `cfg:"imap-port" range:"1-65535" default:"143" help:"IMAP port (server mode)."`
 	IMAPSPort         int         `cfg:"imaps-port" range:"1-65535" default:"993" help:"IMAPS port (server mode)."`
 	IMAPSStatus       bool        `cfg:"imaps-status" fm:"none" default:"enable" help:"IMAP over implicit TLS on imaps-port (server mode)."`
+	QuotaAction       string      `cfg:"quota-exceeded-action" fm:"none" enum:"fail|tempfail" default:"fail" help:"Reply at RCPT to a mailbox over its disk-quota (server mode): fail, 552 5.2.2; tempfail, 452 4.2.2 (the sender retries)."`
 	DefaultAuthDomain string      `cfg:"default-auth-domain" check:"domain" help:"Domain appended to user names without one at SMTP AUTH."`
 	SMTPAuth          bool        `cfg:"smtp-auth" default:"enable" help:"Offer SMTP AUTH on the SMTP port (the submission port always offers it)."`
 	SMTPAuthOverTLS   bool        `cfg:"smtp-auth-over-tls" default:"enable" help:"On the SMTP and submission ports, offer SMTP AUTH only after STARTTLS; disable also offers it in plain text, where passwords can be read on the network."`

@@ -197,3 +197,24 @@ func VersionName(v uint16) string {
 	}
 	return fmt.Sprintf("0x%04x", v)
 }
+
+// MailServerTLS is the TLS configuration of the mail services (SMTP,
+// POP3, IMAP): certificates by SNI (getCert); the versions of system global
+// ssl-versions, from the lowest to the highest listed (Go cannot leave a
+// gap); strong-crypto limits TLS 1.2 and older to ECDHE with AEAD, without
+// it every suite Go considers secure is allowed.
+func MailServerTLS(g config.Global, getCert func(*tls.ClientHelloInfo) (*tls.Certificate, error)) *tls.Config {
+	lo, hi, ok := VersionRange(g.SSLVersions)
+	if !ok {
+		lo, hi = tls.VersionTLS12, tls.VersionTLS13
+	}
+	t := &tls.Config{GetCertificate: getCert, MinVersion: lo, MaxVersion: hi}
+	if g.StrongCrypto {
+		t.CipherSuites = StrongSuites
+	} else {
+		for _, cs := range tls.CipherSuites() {
+			t.CipherSuites = append(t.CipherSuites, cs.ID)
+		}
+	}
+	return t
+}

@@ -420,19 +420,7 @@ func (s *Server) derive(c *config.Config) *derived {
 // TLS profile of level secure); they are verified after the handshake
 // against the `system certificate ca` entries.
 func serverTLSConfig(c *config.Config, certs *cert.Holder) *tls.Config {
-	g := c.System.Global
-	lo, hi, ok := policy.VersionRange(g.SSLVersions)
-	if !ok {
-		lo, hi = tls.VersionTLS12, tls.VersionTLS13
-	}
-	t := &tls.Config{GetCertificate: certs.GetCertificate, MinVersion: lo, MaxVersion: hi}
-	if g.StrongCrypto {
-		t.CipherSuites = policy.StrongSuites
-	} else {
-		for _, cs := range tls.CipherSuites() {
-			t.CipherSuites = append(t.CipherSuites, cs.ID)
-		}
-	}
+	t := policy.MailServerTLS(c.System.Global, certs.GetCertificate)
 	if wantsClientCert(c) {
 		t.ClientAuth = tls.RequestClientCert
 	}

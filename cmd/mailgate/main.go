@@ -47,6 +47,8 @@ func main() {
 	flag.IntVar(&opt.SMTPPort, "smtp-port", envInt("MAILGATE_SMTP_PORT"), "SMTP port (0: from the configuration)")
 	flag.IntVar(&opt.SMTPSPort, "smtps-port", envInt("MAILGATE_SMTPS_PORT"), "SMTPS port (0: from the configuration)")
 	flag.IntVar(&opt.MSAPort, "msa-port", envInt("MAILGATE_MSA_PORT"), "submission port (0: from the configuration)")
+	flag.IntVar(&opt.POP3Port, "pop3-port", envInt("MAILGATE_POP3_PORT"), "POP3 port in server mode (0: from the configuration)")
+	flag.IntVar(&opt.POP3SPort, "pop3s-port", envInt("MAILGATE_POP3S_PORT"), "POP3S port in server mode (0: from the configuration)")
 	dnsServer := flag.String("dns-server", env("MAILGATE_DNS_SERVER", ""), "DNS server host:port overriding system dns (test networks)")
 	flag.IntVar(&opt.MXPort, "mx-port", envInt("MAILGATE_MX_PORT"), "port for MX deliveries instead of 25 (test networks)")
 	console := flag.String("console", "", "also print the banner and address changes here (the image: /dev/console)")

@@ -9,6 +9,6 @@ import "mailgate/modes/mta"
 // Start starts gateway mode.
 func Start(o mta.Options) (*mta.MTA, error) {
 	o.Mode = "gateway"
-	o.Deliverer, o.CheckRecipient = nil, nil
+	o.Deliverer, o.CheckRecipient, o.Auth = nil, nil, nil
 	return mta.Start(o)
 }

@@ -59,6 +59,10 @@ type Options struct {
 	// CheckRecipient is smtpd's check of each accepted recipient (see
 	// smtpd.Options.CheckRecipient).
 	CheckRecipient func(c *config.Config, rcpt string) error
+	// Auth checks SMTP AUTH logins; a mode that has other login services
+	// shares its checker (and so its lockouts and cache) with them. nil:
+	// one of the core's own.
+	Auth *mailauth.Checker
 }
 
 // MTA is the running core.
@@ -141,6 +145,13 @@ func Start(o Options) (*MTA, error) {
 		m.dlv.Close()
 		return nil, err
 	}
+	auth := o.Auth
+	if auth == nil {
+		auth = &mailauth.Checker{}
+	}
+	auth.Roots = func() *x509.CertPool { return roots(cfg()) }
+	auth.HeloName = hostname
+	auth.Lookup = resolver.LookupHost
 	m.smtp = smtpd.New(smtpd.Options{
 		Config:         cfg,
 		CheckRecipient: o.CheckRecipient,
@@ -150,11 +161,7 @@ func Start(o Options) (*MTA, error) {
 			return forwardConfirmed(ctx, resolver, ip)
 		},
 		SpoolDir: spoolDir,
-		Auth: &mailauth.Checker{
-			Roots:    func() *x509.CertPool { return roots(cfg()) },
-			HeloName: hostname,
-			Lookup:   resolver.LookupHost,
-		},
+		Auth:     auth,
 		History: func(h smtpd.History) {
 			logs.History(eventlog.History{Time: h.Time, SessionID: h.SessionID, ClientIP: addrString(h.ClientIP), From: h.From, To: h.To,
 				Classifier: h.Classifier, Disposition: h.Disposition, TLS: h.TLS, Status: h.Status})
