@@ -386,6 +386,15 @@ func TestMailboxOperations(t *testing.T) {
 		t.Fatalf("rename INBOX: old %+v new %+v", o, n)
 	}
 
+	// INBOX may go below itself: its children stay where they are.
+	must(t, a.Rename(Inbox, "INBOX/2025"))
+	if st, err := a.Status("INBOX/2025"); err != nil || st.Messages != 0 {
+		t.Fatalf("INBOX/2025: %+v %v", st, err)
+	}
+	if err := a.Rename("Archive", "Archive/Below"); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("rename below itself: %v", err)
+	}
+
 	must(t, a.SetSubscribed("Old", false))
 	o, _ = a.Status("Old")
 	if o.Subscribed {
@@ -468,6 +477,47 @@ func TestQuota(t *testing.T) {
 		t.Fatalf("recomputed %+v", re)
 	}
 	checkClean(t, a)
+}
+
+// TestQuotaConcurrent delivers from many goroutines against one limit:
+// exactly as many as fit are committed.
+func TestQuotaConcurrent(t *testing.T) {
+	s := openStore(t, t.TempDir(), Options{})
+	a := account(t, s, "alice@example.com")
+	body := msgText("q", 1000)
+	r, err := a.Append("Drafts", strings.NewReader(body), AppendOptions{})
+	must(t, err)
+	quota := 10*r.Size + r.Size/2 // ten fit
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	ok, over := 0, 0
+	for g := 0; g < 20; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, err := a.Deliver(Delivery{Body: strings.NewReader(body), Quota: quota})
+			mu.Lock()
+			defer mu.Unlock()
+			switch {
+			case err == nil:
+				ok++
+			case errors.Is(err, ErrOverQuota):
+				over++
+			default:
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	if ok != 9 || over != 11 {
+		t.Fatalf("%d committed, %d over quota; want 9 and 11", ok, over)
+	}
+	if u, _ := a.Usage(); u.Bytes != 10*r.Size || u.Bytes > quota {
+		t.Fatalf("usage %+v, quota %d", u, quota)
+	}
+	if rep := checkClean(t, a); rep.Files != 10 || len(rep.Removed) != 0 {
+		t.Fatalf("check %+v", rep)
+	}
 }
 
 func TestCheck(t *testing.T) {
