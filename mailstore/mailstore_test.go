@@ -96,6 +96,30 @@ func TestDefaultMailboxes(t *testing.T) {
 	}
 }
 
+func TestDeleteAccount(t *testing.T) {
+	dir := t.TempDir()
+	s := openStore(t, dir, Options{})
+	_, err := s.Deliver("bob@example.com", Delivery{Body: strings.NewReader(msgText("b", 100))})
+	must(t, err)
+	a := account(t, s, "bob@example.com")
+	must(t, s.DeleteAccount("Bob@Example.com"))
+	if s.Exists("bob@example.com") {
+		t.Fatal("deleted account exists")
+	}
+	if _, err := a.Append(Inbox, strings.NewReader("x"), AppendOptions{}); err == nil {
+		t.Fatal("append to a deleted account's old handle")
+	}
+	if ents, _ := os.ReadDir(dir); len(ents) != 0 {
+		t.Fatalf("left %v", ents)
+	}
+	// A new account of the same name starts empty.
+	b := account(t, s, "bob@example.com")
+	st, _ := b.Status(Inbox)
+	if st.Messages != 0 || st.UIDNext != 1 {
+		t.Fatalf("new account %+v", st)
+	}
+}
+
 func TestAccountDirNames(t *testing.T) {
 	for _, name := range []string{"alice@example.com", "a.b+c_d-e@x.y", ".hidden@x", "..", "späti@ü.de", "a b%c@d", "UPPER@X"} {
 		key, err := accountKey(name)
