@@ -544,6 +544,44 @@ func TestQuotaConcurrent(t *testing.T) {
 	}
 }
 
+// TestShards delivers across a shard boundary: the files go into two
+// directories, both synced, and Check reads both.
+func TestShards(t *testing.T) {
+	dir := t.TempDir()
+	s := openStore(t, dir, Options{})
+	a := account(t, s, "alice@example.com")
+	a.idMu.Lock()
+	a.nextID = shardSize - 2
+	a.idMu.Unlock()
+	before := s.Stats()
+	for i := 0; i < 4; i++ {
+		_, err := a.Append(Inbox, strings.NewReader(msgText(fmt.Sprint("s", i), 100)), AppendOptions{})
+		must(t, err)
+	}
+	if st := s.Stats(); st.DirSyncs-before.DirSyncs != 4+2 { // one per append, one per new shard
+		t.Fatalf("%d directory syncs", st.DirSyncs-before.DirSyncs)
+	}
+	ents, err := os.ReadDir(filepath.Join(a.msgDir))
+	must(t, err)
+	if len(ents) != 2 || ents[0].Name() != "0" || ents[1].Name() != "1" {
+		t.Fatalf("shards %v", ents)
+	}
+	if rep := checkClean(t, a); rep.Files != 4 {
+		t.Fatalf("check %+v", rep)
+	}
+	// The next ID survives a reopen.
+	must(t, s.Close())
+	s = openStore(t, dir, Options{})
+	a = account(t, s, "alice@example.com")
+	r, err := a.Append(Inbox, strings.NewReader(msgText("after", 100)), AppendOptions{})
+	must(t, err)
+	m, _ := a.Fetch(Inbox, UIDs(r.UID), FetchOptions{})
+	if m[0].ID != shardSize+2 {
+		t.Fatalf("file ID %d after reopen", m[0].ID)
+	}
+	checkClean(t, a)
+}
+
 func TestCheck(t *testing.T) {
 	s := openStore(t, t.TempDir(), Options{})
 	a := account(t, s, "alice@example.com")
