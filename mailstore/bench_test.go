@@ -80,3 +80,11 @@ func BenchmarkFetchFlags(b *testing.B) {
 		}
 	}
 }
+
+func BenchmarkParse100K(b *testing.B) {
+	body := []byte(msgText("bench", 100<<10))
+	b.SetBytes(int64(len(body)))
+	for i := 0; i < b.N; i++ {
+		Parse(bytes.NewReader(body))
+	}
+}

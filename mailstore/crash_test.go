@@ -33,7 +33,8 @@ func crashBody(id string, n int) string {
 // second delivery. Otherwise it delivers, appends and expunges until it is
 // killed, printing
 //
-//	D <account> <delivery id>   after Deliver returned
+//	D <account> <delivery id>   after Deliver returned (to INBOX)
+//	A <account> <message id>    after Append returned (to Sent)
 //	E <uid>                     after an Expunge of c@x returned
 func TestHelperProcess(t *testing.T) {
 	dir := os.Getenv(helperEnv)
@@ -95,6 +96,21 @@ func TestHelperProcess(t *testing.T) {
 		}()
 	}
 	go func() {
+		a, err := st.Account("a@x")
+		if err != nil {
+			out("X %v", err)
+			return
+		}
+		for i := 0; ; i++ {
+			id := fmt.Sprintf("r%s-app-%d", round, i)
+			if _, err := a.Append("Sent", strings.NewReader(crashBody(id, 500+rand.IntN(20000))), AppendOptions{Flags: FlagSeen}); err != nil {
+				out("X append: %v", err)
+				return
+			}
+			out("A a@x %s", id)
+		}
+	}()
+	go func() {
 		a, err := st.Account("c@x")
 		if err != nil {
 			out("X %v", err)
@@ -137,7 +153,8 @@ func TestCrashRecovery(t *testing.T) {
 		t.Skip("spawns child processes")
 	}
 	dir := t.TempDir()
-	acked := map[string]string{} // delivery ID → account
+	acked := map[string]string{}    // delivery ID → account
+	appended := map[string]string{} // message ID → account
 	expunged := map[uint32]bool{}
 	const rounds = 5
 	for round := 0; round < rounds; round++ {
@@ -162,6 +179,8 @@ func TestCrashRecovery(t *testing.T) {
 				f := strings.Fields(l)
 				switch {
 				case l == "READY":
+				case len(f) == 3 && f[0] == "A":
+					appended[f[2]] = f[1]
 				case len(f) == 3 && f[0] == "D":
 					acked[f[2]] = f[1]
 					n++
@@ -191,14 +210,15 @@ func TestCrashRecovery(t *testing.T) {
 		if n == 0 {
 			t.Fatalf("round %d: nothing delivered", round)
 		}
-		removed := verifyCrash(t, dir, acked, expunged)
-		t.Logf("round %d: %d deliveries acknowledged (%d in all), %d leftovers removed", round, n, len(acked), removed)
+		removed := verifyCrash(t, dir, acked, appended, expunged)
+		t.Logf("round %d: %d deliveries acknowledged (%d in all, and %d appends), %d leftovers removed",
+			round, n, len(acked), len(appended), removed)
 	}
 }
 
 // verifyCrash reopens the store and checks it against what the child
 // acknowledged; it returns the number of leftover files Check removed.
-func verifyCrash(t *testing.T, dir string, acked map[string]string, expunged map[uint32]bool) int {
+func verifyCrash(t *testing.T, dir string, acked, appended map[string]string, expunged map[uint32]bool) int {
 	t.Helper()
 	s, err := Open(dir, Options{})
 	must(t, err)
@@ -211,32 +231,34 @@ func verifyCrash(t *testing.T, dir string, acked map[string]string, expunged map
 		a := account(t, s, name)
 		rep := checkClean(t, a)
 		removed += len(rep.Removed)
-		msgs, err := a.Fetch(Inbox, AllUIDs, FetchOptions{Envelope: true})
-		must(t, err)
-		count := map[string]int{}
-		for _, m := range msgs {
-			id := strings.TrimSuffix(m.Envelope.MessageID, "@crash.test")
-			count[id]++
-			if name == "c@x" && expunged[m.UID] {
-				t.Fatalf("c@x: UID %d expunged before the kill, back after it", m.UID)
-			}
-			if name != "c@x" {
-				if got := readBody(t, a, Inbox, m.UID); !strings.HasPrefix(got, crashBody(id, 0)) || int64(len(got)) != m.Size {
-					t.Fatalf("%s UID %d: damaged body", name, m.UID)
+		for _, mc := range []struct {
+			mailbox string
+			acked   map[string]string
+		}{{Inbox, acked}, {"Sent", appended}} {
+			msgs, err := a.Fetch(mc.mailbox, AllUIDs, FetchOptions{Envelope: true})
+			must(t, err)
+			count := map[string]int{}
+			for _, m := range msgs {
+				id := strings.TrimSuffix(m.Envelope.MessageID, "@crash.test")
+				count[id]++
+				if name == "c@x" && expunged[m.UID] {
+					t.Fatalf("c@x: UID %d expunged before the kill, back after it", m.UID)
+				}
+				if name != "c@x" {
+					if got := readBody(t, a, mc.mailbox, m.UID); !strings.HasPrefix(got, crashBody(id, 0)) || int64(len(got)) != m.Size {
+						t.Fatalf("%s %s UID %d: damaged body", name, mc.mailbox, m.UID)
+					}
 				}
 			}
-		}
-		for id, acct := range acked {
-			if acct != name {
-				continue
+			for id, acct := range mc.acked {
+				if acct == name && count[id] != 1 {
+					t.Fatalf("%s: %s acknowledged, present %d times in %s", name, id, count[id], mc.mailbox)
+				}
 			}
-			if count[id] != 1 {
-				t.Fatalf("%s: delivery %s acknowledged, present %d times", name, id, count[id])
-			}
-		}
-		for id, c := range count {
-			if c > 1 && name != "c@x" {
-				t.Fatalf("%s: delivery %s present %d times", name, id, c)
+			for id, c := range count {
+				if c > 1 && name != "c@x" {
+					t.Fatalf("%s: %s present %d times in %s", name, id, c, mc.mailbox)
+				}
 			}
 		}
 		u, _ := a.Usage()

@@ -58,4 +58,9 @@
 // again). Deliver, Append and Copy take a limit and fail with ErrOverQuota
 // when the message would pass it; Recompute rebuilds usage and mailbox
 // counts from the message entries, Check compares index and files.
+//
+// # Errors
+//
+// File system errors are wrapped, so errors.Is(err, syscall.ENOSPC) tells
+// a full disk; the package's own conditions are the Err* values.
 package mailstore

@@ -171,6 +171,11 @@ func TestGroupCommit(t *testing.T) {
 	if commits >= n/2 || dirs >= n/2 {
 		t.Errorf("no batching: %d commits, %d directory syncs for %d deliveries", commits, dirs, n)
 	}
+	// One directory sync per batch (all files are in one shard), and one
+	// for the shard directory when it was made.
+	if dirs > commits+1 {
+		t.Errorf("%d directory syncs for %d commits", dirs, commits)
+	}
 	checkClean(t, a)
 }
 

@@ -96,6 +96,30 @@ func TestDefaultMailboxes(t *testing.T) {
 	}
 }
 
+func TestDeleteAccount(t *testing.T) {
+	dir := t.TempDir()
+	s := openStore(t, dir, Options{})
+	_, err := s.Deliver("bob@example.com", Delivery{Body: strings.NewReader(msgText("b", 100))})
+	must(t, err)
+	a := account(t, s, "bob@example.com")
+	must(t, s.DeleteAccount("Bob@Example.com"))
+	if s.Exists("bob@example.com") {
+		t.Fatal("deleted account exists")
+	}
+	if _, err := a.Append(Inbox, strings.NewReader("x"), AppendOptions{}); err == nil {
+		t.Fatal("append to a deleted account's old handle")
+	}
+	if ents, _ := os.ReadDir(dir); len(ents) != 0 {
+		t.Fatalf("left %v", ents)
+	}
+	// A new account of the same name starts empty.
+	b := account(t, s, "bob@example.com")
+	st, _ := b.Status(Inbox)
+	if st.Messages != 0 || st.UIDNext != 1 {
+		t.Fatalf("new account %+v", st)
+	}
+}
+
 func TestAccountDirNames(t *testing.T) {
 	for _, name := range []string{"alice@example.com", "a.b+c_d-e@x.y", ".hidden@x", "..", "späti@ü.de", "a b%c@d", "UPPER@X"} {
 		key, err := accountKey(name)
@@ -386,6 +410,15 @@ func TestMailboxOperations(t *testing.T) {
 		t.Fatalf("rename INBOX: old %+v new %+v", o, n)
 	}
 
+	// INBOX may go below itself: its children stay where they are.
+	must(t, a.Rename(Inbox, "INBOX/2025"))
+	if st, err := a.Status("INBOX/2025"); err != nil || st.Messages != 0 {
+		t.Fatalf("INBOX/2025: %+v %v", st, err)
+	}
+	if err := a.Rename("Archive", "Archive/Below"); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("rename below itself: %v", err)
+	}
+
 	must(t, a.SetSubscribed("Old", false))
 	o, _ = a.Status("Old")
 	if o.Subscribed {
@@ -466,6 +499,85 @@ func TestQuota(t *testing.T) {
 	must(t, err)
 	if re != (Usage{Bytes: 3 * size, Messages: 3}) {
 		t.Fatalf("recomputed %+v", re)
+	}
+	checkClean(t, a)
+}
+
+// TestQuotaConcurrent delivers from many goroutines against one limit:
+// exactly as many as fit are committed.
+func TestQuotaConcurrent(t *testing.T) {
+	s := openStore(t, t.TempDir(), Options{})
+	a := account(t, s, "alice@example.com")
+	body := msgText("q", 1000)
+	r, err := a.Append("Drafts", strings.NewReader(body), AppendOptions{})
+	must(t, err)
+	quota := 10*r.Size + r.Size/2 // ten fit
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	ok, over := 0, 0
+	for g := 0; g < 20; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, err := a.Deliver(Delivery{Body: strings.NewReader(body), Quota: quota})
+			mu.Lock()
+			defer mu.Unlock()
+			switch {
+			case err == nil:
+				ok++
+			case errors.Is(err, ErrOverQuota):
+				over++
+			default:
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	if ok != 9 || over != 11 {
+		t.Fatalf("%d committed, %d over quota; want 9 and 11", ok, over)
+	}
+	if u, _ := a.Usage(); u.Bytes != 10*r.Size || u.Bytes > quota {
+		t.Fatalf("usage %+v, quota %d", u, quota)
+	}
+	if rep := checkClean(t, a); rep.Files != 10 || len(rep.Removed) != 0 {
+		t.Fatalf("check %+v", rep)
+	}
+}
+
+// TestShards delivers across a shard boundary: the files go into two
+// directories, both synced, and Check reads both.
+func TestShards(t *testing.T) {
+	dir := t.TempDir()
+	s := openStore(t, dir, Options{})
+	a := account(t, s, "alice@example.com")
+	a.idMu.Lock()
+	a.nextID = shardSize - 2
+	a.idMu.Unlock()
+	before := s.Stats()
+	for i := 0; i < 4; i++ {
+		_, err := a.Append(Inbox, strings.NewReader(msgText(fmt.Sprint("s", i), 100)), AppendOptions{})
+		must(t, err)
+	}
+	if st := s.Stats(); st.DirSyncs-before.DirSyncs != 4+2 { // one per append, one per new shard
+		t.Fatalf("%d directory syncs", st.DirSyncs-before.DirSyncs)
+	}
+	ents, err := os.ReadDir(filepath.Join(a.msgDir))
+	must(t, err)
+	if len(ents) != 2 || ents[0].Name() != "0" || ents[1].Name() != "1" {
+		t.Fatalf("shards %v", ents)
+	}
+	if rep := checkClean(t, a); rep.Files != 4 {
+		t.Fatalf("check %+v", rep)
+	}
+	// The next ID survives a reopen.
+	must(t, s.Close())
+	s = openStore(t, dir, Options{})
+	a = account(t, s, "alice@example.com")
+	r, err := a.Append(Inbox, strings.NewReader(msgText("after", 100)), AppendOptions{})
+	must(t, err)
+	m, _ := a.Fetch(Inbox, UIDs(r.UID), FetchOptions{})
+	if m[0].ID != shardSize+2 {
+		t.Fatalf("file ID %d after reopen", m[0].ID)
 	}
 	checkClean(t, a)
 }

@@ -2,6 +2,7 @@ package mailstore
 
 import (
 	"bufio"
+	"bytes"
 	"io"
 	"strings"
 	"time"
@@ -100,6 +101,8 @@ func Parse(r io.Reader) *Parsed {
 	return p
 }
 
+var newline = []byte{'\n'}
+
 // countReader counts the octets and newlines it reads.
 type countReader struct {
 	r     io.Reader
@@ -110,11 +113,7 @@ type countReader struct {
 func (c *countReader) Read(p []byte) (int, error) {
 	n, err := c.r.Read(p)
 	c.n += int64(n)
-	for _, b := range p[:n] {
-		if b == '\n' {
-			c.lines++
-		}
-	}
+	c.lines += int64(bytes.Count(p[:n], newline))
 	return n, err
 }
 

@@ -140,6 +140,36 @@ func (s *Store) Account(name string) (*Account, error) {
 	return a, nil
 }
 
+// DeleteAccount removes an account and all its mail. Calls on an Account
+// value obtained before fail with ErrClosed.
+func (s *Store) DeleteAccount(name string) error {
+	key, err := accountKey(name)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return ErrClosed
+	}
+	if a := s.accounts[key]; a != nil {
+		delete(s.accounts, key)
+		if err := a.close(); err != nil {
+			return fmt.Errorf("mailstore: %w", err)
+		}
+	}
+	dir := filepath.Join(s.dir, dirName(key))
+	// The index goes first: a crash in the middle leaves no half account
+	// that opens as one.
+	if err := os.Remove(filepath.Join(dir, indexName)); err != nil && !os.IsNotExist(err) {
+		return fmt.Errorf("mailstore: %w", err)
+	}
+	if err := os.RemoveAll(dir); err != nil {
+		return fmt.Errorf("mailstore: %w", err)
+	}
+	return s.syncDir(s.dir)
+}
+
 // Exists reports whether the account has a directory in the store.
 func (s *Store) Exists(name string) bool {
 	key, err := accountKey(name)
