@@ -59,6 +59,7 @@ type Mode struct {
 	mu        sync.Mutex
 	listeners map[string]*listener // "pop3", "pop3s"
 	closed    bool
+	stop      chan struct{} // closed by Close: ends the retention sweeper
 	wg        sync.WaitGroup
 }
 
@@ -70,7 +71,7 @@ type listener struct {
 // Start opens the mail store and starts the mail transfer core with local
 // delivery, then the POP3 listeners.
 func Start(o Options) (*Mode, error) {
-	m := &Mode{opt: o, svc: o.Service, listeners: map[string]*listener{}}
+	m := &Mode{opt: o, svc: o.Service, listeners: map[string]*listener{}, stop: make(chan struct{})}
 	store, err := mailstore.Open(filepath.Join(o.DataDir, "mail"), mailstore.Options{})
 	if err != nil {
 		return nil, fmt.Errorf("mail store: %w", err)
@@ -101,6 +102,8 @@ func Start(o Options) (*Mode, error) {
 		m.Close()
 		return nil, err
 	}
+	m.wg.Add(1)
+	go func() { defer m.wg.Done(); m.retention(m.stop) }()
 	return m, nil
 }
 
@@ -191,6 +194,9 @@ func (m *Mode) Store() *mailstore.Store { return m.store }
 // finishes the deliveries in progress), then closes the store.
 func (m *Mode) Close() error {
 	m.mu.Lock()
+	if !m.closed {
+		close(m.stop)
+	}
 	m.closed = true
 	for k, l := range m.listeners {
 		l.ln.Close()
