@@ -119,6 +119,8 @@ func TestDeadMailExpiry(t *testing.T) {
 	}
 	e.advance(2 * time.Minute)
 	waitFor(t, "the purge", func() bool { _, err := e.q.Get(old); return errors.Is(err, ErrNotFound) })
+	// The event follows the journal's commit of the deletion.
+	waitFor(t, "the purge's event", func() bool { return len(e.rec.eventsMatching("deleted")) > 0 })
 	if ev := e.rec.eventsMatching("dead mail " + old + " to <gone@remote.example> deleted"); len(ev) != 1 {
 		t.Fatalf("events: %q", e.rec.eventsMatching("deleted"))
 	}
