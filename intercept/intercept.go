@@ -31,6 +31,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 	"sort"
 	"strings"
 
@@ -48,6 +49,7 @@ const (
 	// local one (0). The mark rule comes first, then the interception
 	// rules in their order.
 	rulePriority = 10250
+	ruleRange    = 5000 // the priorities of mailgate's rules
 	// ReturnMark marks the replies to the connections that connect onward
 	// from a client's address.
 	ReturnMark = 0x6d67
@@ -56,20 +58,43 @@ const (
 	nftTable = "mailgate"
 )
 
-// Spec is the interception wanted.
+// Spec is the interception wanted: rules per ingress interface and TCP
+// port, the first that matches a connection deciding it.
 type Spec struct {
-	// Intercept lists, per ingress interface, the TCP ports whose
-	// connections are picked up.
-	Intercept []Ports
-	// Drop lists, per ingress interface, the TCP ports whose connections
-	// are dropped.
-	Drop []Ports
+	Rules []Rule
 }
 
-// Ports is TCP ports on one ingress interface.
-type Ports struct {
-	Iface string
-	Ports []uint16
+// Action is what a rule does with the connections it matches.
+type Action int
+
+const (
+	// Pass leaves them to the routing table (pass-through).
+	Pass Action = iota
+	// Intercept delivers them to the appliance's transparent listener.
+	Intercept
+	// Drop drops them.
+	Drop
+)
+
+func (a Action) String() string {
+	return [...]string{"pass-through", "intercept", "drop"}[a]
+}
+
+// Rule matches the TCP connections to Port that come in on Iface and are
+// addressed to To (every destination when To is not valid).
+type Rule struct {
+	Iface  string
+	Port   uint16
+	To     netip.Prefix
+	Action Action
+}
+
+func (r Rule) String() string {
+	to := "any"
+	if r.To.IsValid() {
+		to = r.To.String()
+	}
+	return fmt.Sprintf("%s tcp/%d to %s: %s", r.Iface, r.Port, to, r.Action)
 }
 
 // Manager installs a Spec in one network namespace.
@@ -106,7 +131,9 @@ func (m *Manager) Close() {
 
 var families = []int{unix.AF_INET, unix.AF_INET6}
 
-// wantRules are the FIB rules of s, in priority order.
+// wantRules are the FIB rules of s, in priority order: the mark rule,
+// then a rule for each Intercept (to Table) and Pass (to the main table)
+// rule of s; Drop is nftables' (prerouting comes before routing).
 func wantRules(s Spec) []*netlink.Rule {
 	var out []*netlink.Rule
 	prio := rulePriority
@@ -117,16 +144,27 @@ func wantRules(s Spec) []*netlink.Rule {
 		r.Mask = &mask
 		out = append(out, r)
 	}
-	for _, p := range s.Intercept {
-		for _, port := range p.Ports {
-			prio++
-			for _, fam := range families {
-				r := netlink.NewRule()
-				r.Family, r.Table, r.Priority = fam, Table, prio
-				r.IifName, r.IPProto = p.Iface, unix.IPPROTO_TCP
-				r.Dport = netlink.NewRulePortRange(port, port)
-				out = append(out, r)
+	for _, sr := range s.Rules {
+		if sr.Action == Drop {
+			continue
+		}
+		prio++
+		for _, fam := range families {
+			r := netlink.NewRule()
+			r.Family, r.Priority = fam, prio
+			r.Table = Table
+			if sr.Action == Pass {
+				r.Table = unix.RT_TABLE_MAIN
 			}
+			if sr.To.IsValid() {
+				if sr.To.Addr().Is4() != (fam == unix.AF_INET) {
+					continue
+				}
+				r.Dst = &net.IPNet{IP: sr.To.Addr().AsSlice(), Mask: net.CIDRMask(sr.To.Bits(), sr.To.Addr().BitLen())}
+			}
+			r.IifName, r.IPProto = sr.Iface, unix.IPPROTO_TCP
+			r.Dport = netlink.NewRulePortRange(sr.Port, sr.Port)
+			out = append(out, r)
 		}
 	}
 	return out
@@ -134,6 +172,9 @@ func wantRules(s Spec) []*netlink.Rule {
 
 func ruleKey(r *netlink.Rule) string {
 	k := fmt.Sprintf("%d/%d/%d/%s/%d/%#x", r.Family, r.Table, r.Priority, r.IifName, r.IPProto, r.Mark)
+	if r.Dst != nil {
+		k += "/" + r.Dst.String()
+	}
 	if r.Dport != nil {
 		k += fmt.Sprintf("/%d-%d", r.Dport.Start, r.Dport.End)
 	}
@@ -176,13 +217,15 @@ func (m *Manager) localRoutes() error {
 func (m *Manager) ourRules() ([]netlink.Rule, error) {
 	var out []netlink.Rule
 	for _, fam := range families {
-		rs, err := m.h.RuleListFiltered(fam, &netlink.Rule{Table: Table}, netlink.RT_FILTER_TABLE)
+		rs, err := m.h.RuleList(fam)
 		if err != nil {
 			return nil, fmt.Errorf("listing the routing rules: %w", err)
 		}
 		for _, r := range rs {
-			r.Family = fam
-			out = append(out, r)
+			if r.Priority >= rulePriority && r.Priority < rulePriority+ruleRange {
+				r.Family = fam
+				out = append(out, r)
+			}
 		}
 	}
 	return out, nil
@@ -226,7 +269,14 @@ func describeRule(r *netlink.Rule) string {
 		fam = "ipv6"
 	}
 	if r.Dport != nil {
-		return fmt.Sprintf("%s iif %s tcp dport %d lookup %d", fam, r.IifName, r.Dport.Start, r.Table)
+		to, table := "", "interception"
+		if r.Dst != nil {
+			to = " to " + r.Dst.String()
+		}
+		if r.Table == unix.RT_TABLE_MAIN {
+			table = "main"
+		}
+		return fmt.Sprintf("%s iif %s tcp dport %d%s lookup %s", fam, r.IifName, r.Dport.Start, to, table)
 	}
 	return fmt.Sprintf("%s fwmark %#x lookup %d", fam, r.Mark, r.Table)
 }
@@ -277,13 +327,16 @@ func (m *Manager) applyNFT(s Spec) error {
 	c := m.nft.AddChain(&nftables.Chain{Name: "prerouting", Table: t, Type: nftables.ChainTypeFilter,
 		Hooknum: nftables.ChainHookPrerouting, Priority: nftables.ChainPriorityMangle, Policy: &accept})
 	m.nft.FlushChain(c)
-	for _, p := range s.Drop {
-		for _, port := range p.Ports {
-			m.nft.AddRule(&nftables.Rule{Table: t, Chain: c, Exprs: dropExprs(p.Iface, port)})
-		}
-	}
 	for _, v6 := range []bool{false, true} {
 		m.nft.AddRule(&nftables.Rule{Table: t, Chain: c, Exprs: returnExprs(v6)})
+	}
+	// The rules in order, so that the first match decides: a drop drops,
+	// the others accept (leaving the packet to routing).
+	drops := slices.ContainsFunc(s.Rules, func(r Rule) bool { return r.Action == Drop })
+	for _, r := range s.Rules {
+		if drops {
+			m.nft.AddRule(&nftables.Rule{Table: t, Chain: c, Exprs: ruleExprs(r)})
+		}
 	}
 	if err := m.nft.Flush(); err != nil {
 		return fmt.Errorf("nftables table %s: %w", nftTable, err)
@@ -306,14 +359,33 @@ func tcpDport(port uint16) []expr.Any {
 	}
 }
 
-// dropExprs: iifname <iface> meta l4proto tcp tcp dport <port> drop.
-func dropExprs(iface string, port uint16) []expr.Any {
+// ruleExprs: iifname <iface> [ip[6] daddr <prefix>] meta l4proto tcp
+// tcp dport <port> counter drop|accept.
+func ruleExprs(r Rule) []expr.Any {
 	e := []expr.Any{
 		&expr.Meta{Key: expr.MetaKeyIIFNAME, Register: 1},
-		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: ifname(iface)},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: ifname(r.Iface)},
 	}
-	e = append(e, tcpDport(port)...)
-	return append(e, &expr.Counter{}, &expr.Verdict{Kind: expr.VerdictDrop})
+	if r.To.IsValid() {
+		proto, off, n := byte(unix.NFPROTO_IPV4), uint32(16), uint32(4)
+		if r.To.Addr().Is6() {
+			proto, off, n = unix.NFPROTO_IPV6, 24, 16
+		}
+		mask := net.CIDRMask(r.To.Bits(), r.To.Addr().BitLen())
+		e = append(e,
+			&expr.Meta{Key: expr.MetaKeyNFPROTO, Register: 1},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{proto}},
+			&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: off, Len: n},
+			&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: n, Mask: mask, Xor: make([]byte, n)},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: r.To.Masked().Addr().AsSlice()},
+		)
+	}
+	e = append(e, tcpDport(r.Port)...)
+	verdict := expr.VerdictAccept
+	if r.Action == Drop {
+		verdict = expr.VerdictDrop
+	}
+	return append(e, &expr.Counter{}, &expr.Verdict{Kind: verdict})
 }
 
 // returnExprs: meta nfproto ipv4|ipv6 meta l4proto tcp

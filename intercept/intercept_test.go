@@ -243,7 +243,7 @@ func TestInterceptHidden(t *testing.T) {
 	}
 	tp.server(25)
 	tp.server(2525)
-	if err := tp.mgr.Apply(Spec{Intercept: []Ports{{Iface: "a0", Ports: []uint16{25}}}}); err != nil {
+	if err := tp.mgr.Apply(Spec{Rules: []Rule{{Iface: "a0", Port: 25, Action: Intercept}}}); err != nil {
 		t.Fatal(err)
 	}
 	sessions := tp.interceptor(25, true)
@@ -320,7 +320,7 @@ func TestInterceptModes(t *testing.T) {
 	default:
 	}
 
-	spec := Spec{Intercept: []Ports{{Iface: "a0", Ports: []uint16{25}}}, Drop: []Ports{{Iface: "a0", Ports: []uint16{587}}}}
+	spec := Spec{Rules: []Rule{{Iface: "a0", Port: 25, Action: Intercept}, {Iface: "a0", Port: 587, Action: Drop}}}
 	if err := tp.mgr.Apply(spec); err != nil {
 		t.Fatal(err)
 	}
@@ -372,5 +372,66 @@ func TestInterceptModes(t *testing.T) {
 	}
 	if tables, err := tp.nft.ListTables(); err != nil || len(tables) != 0 {
 		t.Errorf("nftables tables after Remove: %v %v", tables, err)
+	}
+}
+
+// The first rule that matches decides, by destination: connections to
+// one server pass through while those to others are intercepted, and the
+// other way round a server's connections are dropped while the others
+// pass, over IPv4 and IPv6.
+func TestInterceptByDestination(t *testing.T) {
+	tp := newTopology(t)
+	run(t, "ip", "-n", tp.names[2], "addr", "add", "198.51.100.26/24", "dev", "s0")
+	run(t, "ip", "-n", tp.names[2], "addr", "add", "2001:db8:2::26/64", "dev", "s0", "nodad")
+	tp.server(25)
+	sessions := tp.interceptor(25, false)
+	other := netip.MustParseAddr("198.51.100.26")
+	other6 := netip.MustParseAddr("2001:db8:2::26")
+	intercepted := func(dst netip.Addr) (bool, error) {
+		line, c, err := tp.dial(netip.AddrPortFrom(dst, 25))
+		if err != nil {
+			return false, err
+		}
+		c.Close()
+		select {
+		case s := <-sessions:
+			if s.orig.Addr() != dst {
+				t.Errorf("intercepted %+v, dialled %s", s, dst)
+			}
+			return true, nil
+		case <-time.After(200 * time.Millisecond):
+			if remoteOf(line).Addr().Is4() && remoteOf(line).Addr() != clientV4 {
+				t.Errorf("passed through, but the server sees %q", line)
+			}
+			return false, nil
+		}
+	}
+	if err := tp.mgr.Apply(Spec{Rules: []Rule{
+		{Iface: "a0", Port: 25, To: netip.PrefixFrom(serverV4, 32), Action: Pass},
+		{Iface: "a0", Port: 25, To: netip.PrefixFrom(serverV6, 128), Action: Pass},
+		{Iface: "a0", Port: 25, Action: Intercept},
+	}}); err != nil {
+		t.Fatal(err)
+	}
+	for dst, want := range map[netip.Addr]bool{serverV4: false, other: true, serverV6: false, other6: true} {
+		if got, err := intercepted(dst); err != nil || got != want {
+			t.Errorf("to %s: intercepted %v (%v), want %v", dst, got, err, want)
+		}
+	}
+	if err := tp.mgr.Apply(Spec{Rules: []Rule{
+		{Iface: "a0", Port: 25, To: netip.PrefixFrom(serverV4, 32), Action: Drop},
+		{Iface: "a0", Port: 25, To: netip.MustParsePrefix("2001:db8:2::/64"), Action: Drop},
+		{Iface: "a0", Port: 25, Action: Pass},
+	}}); err != nil {
+		t.Fatal(err)
+	}
+	for dst, dropped := range map[netip.Addr]bool{serverV4: true, other: false, serverV6: true} {
+		got, err := intercepted(dst)
+		if dropped != (err != nil) || got {
+			t.Errorf("to %s: intercepted %v, error %v; want dropped %v", dst, got, err, dropped)
+		}
+	}
+	if c, err := tp.mgr.Counters(); err != nil || c.Dropped["a0:25"] == 0 {
+		t.Errorf("drop counters %+v %v", c, err)
 	}
 }
