@@ -24,6 +24,7 @@ import (
 	"mailgate/modes/gateway"
 	"mailgate/modes/mta"
 	"mailgate/modes/server"
+	"mailgate/modes/transparent"
 	"mailgate/netif"
 	"mailgate/smtpd"
 	"mailgate/store"
@@ -277,6 +278,13 @@ func (a *Appliance) applyMode(c *config.Config) error {
 		}
 		a.mail = m
 		a.svc.Event(eventlog.Notice, "system", "", "", "started server mode")
+	case "transparent":
+		m, err := transparent.Start(transparent.Options{Options: core})
+		if err != nil {
+			return fmt.Errorf("transparent mode: %w", err)
+		}
+		a.mail = m
+		a.svc.Event(eventlog.Notice, "system", "", "", "started transparent mode")
 	default:
 		return fmt.Errorf("%s mode is not available in this version: mail services are stopped", mode)
 	}

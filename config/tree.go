@@ -96,6 +96,9 @@ type Interface struct {
 	MTU         int      `cfg:"mtu" range:"576-9000" default:"1500" help:"Maximum transmission unit in bytes (IPv6 needs at least 1280)."`
 	AllowAccess []string `cfg:"allowaccess" enum:"ping|ssh|https" default:"ping ssh https" help:"Administrative access on this interface: ssh (CLI), https (web UI); ping is answered while any interface allows it (FortiMail's http, snmp and telnet: mailgate has no such service)."`
 	MailAccess  []string `cfg:"mailaccess" enum:"smtp|smtps|imap|imaps|pop3|pop3s" default:"smtp smtps imap imaps pop3 pop3s" help:"Mail services reachable on this interface: smtp (SMTP and submission ports), smtps (SMTPS port); imap, imaps, pop3, pop3s in server mode."`
+	// Transparent mode's connection pick-up.
+	ProxySMTPInMode  string `cfg:"proxy-smtp-in-mode" enum:"pass-through|drop|proxy" default:"pass-through" help:"Transparent mode: SMTP connections (port 25) coming in on this interface addressed to a protected domain's server (its smtp-server or fallback-host): proxy picks them up (the built-in MTA receives the mail and relays it to that server), drop drops them, pass-through routes them on untouched."`
+	ProxySMTPOutMode string `cfg:"proxy-smtp-out-mode" enum:"pass-through|drop|proxy" default:"pass-through" help:"Transparent mode: SMTP connections (port 25) coming in on this interface addressed to any other server: proxy picks them up (the built-in MTA relays the mail by relay host or MX, as the receive policy allows), drop drops them, pass-through routes them on untouched."`
 }
 
 // Route is one `config system route` entry.

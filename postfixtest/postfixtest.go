@@ -29,6 +29,7 @@ import (
 	"os/user"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"slices"
 	"sort"
 	"strconv"
@@ -37,6 +38,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/vishvananda/netns"
 )
 
 // Paths of the Postfix programs (Debian layout).
@@ -74,6 +77,9 @@ type SinkOptions struct {
 	// RejectSender rejects senders at MAIL time: address -> reply, e.g.
 	// "451 4.3.0 Try later". Setting it turns off smtpd_delay_reject.
 	RejectSender map[string]string
+	// NetNS runs the sink in that network namespace (ip netns): Listen
+	// is then any address of it and Port must be set.
+	NetNS string
 	// Dir is the instance directory (""; a new temporary directory that
 	// Stop removes). Messages go to Dir/mail/sink/new.
 	Dir string
@@ -112,6 +118,7 @@ type Instance struct {
 	MailDir string // sink: the maildir messages are delivered to
 
 	ownDir  bool
+	netns   string
 	watch   *exec.Cmd
 	mu      sync.Mutex
 	stopped bool
@@ -122,7 +129,7 @@ func NewSink(o SinkOptions) (*Instance, error) {
 	if o.Hostname == "" {
 		o.Hostname = "sink.test"
 	}
-	inst, err := prepare(o.Dir, o.Listen, o.Port)
+	inst, err := prepare(o.Dir, o.Listen, o.Port, o.NetNS)
 	if err != nil {
 		return nil, err
 	}
@@ -268,7 +275,7 @@ func NewRelay(o RelayOptions) (*Instance, error) {
 	if o.Hostname == "" {
 		o.Hostname = "relay.test"
 	}
-	inst, err := prepare(o.Dir, o.Listen, o.Port)
+	inst, err := prepare(o.Dir, o.Listen, o.Port, "")
 	if err != nil {
 		return nil, err
 	}
@@ -306,7 +313,7 @@ func StartRelay(t testing.TB, o RelayOptions) *Instance {
 }
 
 // prepare creates the instance directory layout.
-func prepare(dir, listen string, port int) (*Instance, error) {
+func prepare(dir, listen string, port int, netns string) (*Instance, error) {
 	if os.Geteuid() != 0 {
 		return nil, errors.New("postfixtest: Postfix instances need root")
 	}
@@ -317,10 +324,12 @@ func prepare(dir, listen string, port int) (*Instance, error) {
 		listen = "127.0.0.1"
 	}
 	ip := net.ParseIP(listen)
-	if ip == nil || !ip.IsLoopback() {
+	if netns != "" && (ip == nil || port == 0) {
+		return nil, fmt.Errorf("postfixtest: in a network namespace, give the address and port (%q, %d)", listen, port)
+	} else if netns == "" && (ip == nil || !ip.IsLoopback()) {
 		return nil, fmt.Errorf("postfixtest: %q is not a loopback address", listen)
 	}
-	inst := &Instance{}
+	inst := &Instance{netns: netns}
 	if dir == "" {
 		d, err := os.MkdirTemp("", "postfixtest-")
 		if err != nil {
@@ -448,12 +457,17 @@ func (i *Instance) start(cf map[string]string) error {
 		return err
 	}
 	cmd := exec.Command(MasterPath, "-c", i.Dir, "-w")
+	wait := WaitListening
+	if i.netns != "" {
+		cmd = exec.Command("ip", "netns", "exec", i.netns, MasterPath, "-c", i.Dir, "-w")
+		wait = func(addr string, timeout time.Duration) error { return WaitListeningIn(i.netns, addr, timeout) }
+	}
 	cmd.Env = append(os.Environ(), "MAIL_CONFIG="+i.Dir)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		return fmt.Errorf("postfix master: %v: %s%s", err, out, i.tailLog(10))
 	}
-	if err := WaitListening(i.Addr, 10*time.Second); err != nil {
+	if err := wait(i.Addr, 10*time.Second); err != nil {
 		err = fmt.Errorf("postfix on %s: %w%s", i.Addr, err, i.tailLog(10))
 		i.Stop()
 		return err
@@ -617,6 +631,28 @@ func WaitListening(addr string, timeout time.Duration) error {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// WaitListeningIn is WaitListening from inside the network namespace ns
+// (ip netns).
+func WaitListeningIn(ns, addr string, timeout time.Duration) error {
+	h, err := netns.GetFromName(ns)
+	if err != nil {
+		return err
+	}
+	defer h.Close()
+	done := make(chan error, 1)
+	go func() {
+		// The thread stays locked: it ends with the goroutine instead of
+		// going back to the pool in ns.
+		runtime.LockOSThread()
+		if err := netns.Set(h); err != nil {
+			done <- err
+			return
+		}
+		done <- WaitListening(addr, timeout)
+	}()
+	return <-done
 }
 
 // Stop stops the master daemon (and with it every Postfix process of the

@@ -59,6 +59,9 @@ type Options struct {
 	// CheckRecipient is smtpd's check of each accepted recipient (see
 	// smtpd.Options.CheckRecipient).
 	CheckRecipient func(c *config.Config, rcpt string) error
+	// Listen opens the SMTP, SMTPS and submission listeners (nil:
+	// net.Listen); transparent mode's also accept intercepted connections.
+	Listen func(network, addr string) (net.Listener, error)
 	// Auth checks SMTP AUTH logins; a mode that has other login services
 	// shares its checker (and so its lockouts and cache) with them. nil:
 	// one of the core's own.
@@ -307,7 +310,11 @@ func (m *MTA) Apply(c *config.Config) error {
 			continue
 		}
 		addr := m.addr(port)
-		ln, err := net.Listen("tcp", addr)
+		listen := net.Listen
+		if m.opt.Listen != nil {
+			listen = m.opt.Listen
+		}
+		ln, err := listen("tcp", addr)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("%s listener: %w", k, err))
 			continue
