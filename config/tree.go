@@ -243,6 +243,7 @@ type Domain struct {
 	FallbackPort  int           `cfg:"fallback-port" range:"1-65535" default:"25" help:"Fallback port."`
 	FallbackSMTPS bool          `cfg:"fallback-smtps" default:"disable" help:"Implicit TLS to the fallback server."`
 	Comments      string        `cfg:"comments" help:"Comments."`
+	HideBox       bool          `cfg:"hide-transparent-box" fm:"none" default:"disable" help:"Transparent mode (FortiMail's \"Hide the transparent box\"): mail of picked-up sessions to this domain goes on from the client's own address with the client's HELO name, and the appliance adds no Received header, so the server sees the client, not the appliance."`
 	Profile       DomainProfile `cfg:"profile,group"`
 	User          DomainUsers   `cfg:"user,group"`
 }

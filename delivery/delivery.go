@@ -65,6 +65,19 @@ type Options struct {
 	// Unseal decrypts sealed secrets of the configuration (relay
 	// passwords).
 	Unseal func(token string) ([]byte, error)
+	// Source, when set, may give a job another source than the
+	// appliance's own: an address to connect from and the EHLO name
+	// (transparent mode's hidden box: the client's). ok false: the
+	// appliance's own.
+	Source func(job *queue.Job) (src Source, ok bool)
+}
+
+// Source is where a delivery connects from.
+type Source struct {
+	Addr netip.Addr
+	Helo string
+	// Dial connects from Addr to dst.
+	Dial func(ctx context.Context, dst netip.AddrPort) (net.Conn, error)
 }
 
 // Deliverer performs delivery attempts.
@@ -111,9 +124,10 @@ type run struct {
 	cfg     *config.Config
 	job     *queue.Job
 	res     []queue.Result
-	done    []bool // result is final
-	tried   []bool // res holds the failure of a real attempt
-	tlsFail []bool // an attempt failed in TLS in a way next-retry* reacts to
+	done    []bool  // result is final
+	tried   []bool  // res holds the failure of a real attempt
+	tlsFail []bool  // an attempt failed in TLS in a way next-retry* reacts to
+	src     *Source // Options.Source's, nil for the appliance's own
 }
 
 // Deliver makes one delivery attempt for the recipients of job.
@@ -123,6 +137,11 @@ func (d *Deliverer) Deliver(ctx context.Context, job *queue.Job) []queue.Result 
 		tried: make([]bool, len(job.Rcpts)), tlsFail: make([]bool, len(job.Rcpts))}
 	if len(job.Rcpts) == 0 {
 		return st.res
+	}
+	if d.o.Source != nil {
+		if src, ok := d.o.Source(job); ok {
+			st.src = &src
+		}
 	}
 	for i, r := range job.Rcpts {
 		st.res[i] = queue.Result{Rcpt: r, Status: queue.TempFail, Code: 451, Enhanced: "4.4.0", Text: "delivery not attempted"}
@@ -438,7 +457,13 @@ func (st *run) attempt(h hop, ip netip.Addr) {
 	if helo == "" {
 		helo = "localhost"
 	}
+	if st.src != nil {
+		helo = st.src.Helo
+	}
 	key := poolKey{addr: ap, host: strings.ToLower(h.name), helo: helo, implicit: h.smtps, wantTLS: wantTLS}
+	if st.src != nil {
+		key.from = st.src.Addr
+	}
 	if minV, maxV, ok := policy.PinnedVersions(cfg, job.Domain, h.name); ok {
 		key.minV, key.maxV = minV, maxV
 	}
@@ -750,7 +775,15 @@ func (st *run) connect(h hop, ap netip.AddrPort, key poolKey, relay string, want
 func (st *run) open(h hop, ap netip.AddrPort, relay, helo string, wantTLS bool, tcfg *tls.Config) (c *conn, out tlsOutcome, tlsErr error, fail *queue.Result) {
 	d := st.d
 	dialer := net.Dialer{Timeout: d.o.DialTimeout}
-	raw, err := dialer.DialContext(st.ctx, "tcp", ap.String())
+	var raw net.Conn
+	var err error
+	if st.src != nil {
+		ctx, cancel := context.WithTimeout(st.ctx, d.o.DialTimeout)
+		raw, err = st.src.Dial(ctx, ap)
+		cancel()
+	} else {
+		raw, err = dialer.DialContext(st.ctx, "tcp", ap.String())
+	}
 	if err != nil {
 		return nil, 0, nil, localFail(queue.TempFail, 451, "4.4.1", "connect to %s: %v", relay, netErr(err))
 	}

@@ -20,6 +20,7 @@ type poolKey struct {
 	wantTLS    bool
 	minV, maxV uint16
 	user       string
+	from       netip.Addr // the source address, when not the appliance's own
 }
 
 // session is an established connection ready for a mail transaction.

@@ -34,6 +34,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
@@ -100,6 +101,7 @@ func (r Rule) String() string {
 // Manager installs a Spec in one network namespace.
 type Manager struct {
 	h   *netlink.Handle
+	mu  sync.Mutex // nft: one batch at a time (Apply, Remove, Spoofer)
 	nft *nftables.Conn
 }
 
@@ -186,6 +188,8 @@ func ruleKey(r *netlink.Rule) string {
 // s does not have are removed; the set of connections in progress is
 // kept.
 func (m *Manager) Apply(s Spec) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
 	if err := m.localRoutes(); err != nil {
 		return err
 	}
@@ -411,6 +415,8 @@ func returnExprs(v6 bool) []expr.Any {
 
 // Remove takes away every rule, route and table Apply made.
 func (m *Manager) Remove() error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
 	var errs []error
 	have, err := m.ourRules()
 	errs = append(errs, err)
@@ -447,6 +453,8 @@ type Counters struct {
 
 // Counters reads the rules' counters.
 func (m *Manager) Counters() (Counters, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
 	out := Counters{Dropped: map[string]uint64{}}
 	t := m.table()
 	rules, err := m.nft.GetRules(t, &nftables.Chain{Name: "prerouting", Table: t})

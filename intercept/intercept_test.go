@@ -167,7 +167,7 @@ func (tp *topology) interceptor(port int, hide bool) <-chan session {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { ln.Close() })
-	sp := NewSpoofer(tp.nft)
+	sp := tp.mgr.Spoofer()
 	sessions := make(chan session, 16)
 	go func() {
 		for {

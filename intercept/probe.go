@@ -60,6 +60,8 @@ func probeTransparent() error {
 }
 
 func (m *Manager) probeNFT() error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
 	t := m.nft.AddTable(&nftables.Table{Family: nftables.TableFamilyINet, Name: nftTable + "_probe"})
 	defer func() {
 		m.nft.DelTable(t)

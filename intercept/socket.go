@@ -63,17 +63,15 @@ func OriginalDestination(c net.Conn) netip.AddrPort {
 // Spoofer connects from clients' addresses, registering each connection
 // in the return-path set so that the server's replies come back to it.
 type Spoofer struct {
-	nft *nftables.Conn
-	mu  sync.Mutex // one nftables batch at a time
+	m *Manager
 	// Lifetime bounds how long a connection's return path stays without
 	// being refreshed: a crash leaves no permanent entry.
 	Lifetime time.Duration
 }
 
-// NewSpoofer adds return-path entries through nft (a connection to the
-// namespace the Manager applied its rules in).
-func NewSpoofer(nft *nftables.Conn) *Spoofer {
-	return &Spoofer{nft: nft, Lifetime: 2 * time.Hour}
+// Spoofer returns a Spoofer whose return paths go into m's sets.
+func (m *Manager) Spoofer() *Spoofer {
+	return &Spoofer{m: m, Lifetime: 2 * time.Hour}
 }
 
 func (s *Spoofer) set(name string) *nftables.Set {
@@ -88,22 +86,22 @@ func (s *Spoofer) set(name string) *nftables.Set {
 
 func (s *Spoofer) add(a netip.AddrPort) error {
 	name, key := spoofKey(a)
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if err := s.nft.SetAddElements(s.set(name), []nftables.SetElement{{Key: key, Timeout: s.Lifetime}}); err != nil {
+	s.m.mu.Lock()
+	defer s.m.mu.Unlock()
+	if err := s.m.nft.SetAddElements(s.set(name), []nftables.SetElement{{Key: key, Timeout: s.Lifetime}}); err != nil {
 		return err
 	}
-	return s.nft.Flush()
+	return s.m.nft.Flush()
 }
 
 func (s *Spoofer) del(a netip.AddrPort) error {
 	name, key := spoofKey(a)
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if err := s.nft.SetDeleteElements(s.set(name), []nftables.SetElement{{Key: key}}); err != nil {
+	s.m.mu.Lock()
+	defer s.m.mu.Unlock()
+	if err := s.m.nft.SetDeleteElements(s.set(name), []nftables.SetElement{{Key: key}}); err != nil {
 		return err
 	}
-	return s.nft.Flush()
+	return s.m.nft.Flush()
 }
 
 // Dial connects to dst from the address client (a port of its own, never

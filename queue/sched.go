@@ -272,6 +272,9 @@ func (q *Queue) jobFor(j *job) *Job {
 		Size:        m.loc.n,
 		Attempt:     j.attempt,
 		PreferPlain: j.plain,
+		ClientIP:    m.p.Env.ClientIP,
+		Helo:        m.p.Env.Helo,
+		Server:      m.p.Env.Server,
 	}
 	for _, i := range j.idx {
 		jb.Rcpts = append(jb.Rcpts, m.p.Rcpts[i].Addr)

@@ -20,6 +20,9 @@ type Envelope struct {
 	AuthUser    string // "" when not authenticated
 	TLS         string // "TLSv1.3 TLS_AES_128_GCM_SHA256", "" for plain text
 	Received    time.Time
+	// Server is the address the client connected to: in transparent mode,
+	// for a picked-up session, another server's.
+	Server netip.AddrPort
 }
 
 // Job is one delivery attempt: recipients of one message that share a
@@ -38,6 +41,11 @@ type Job struct {
 	// failed in the TLS handshake and the STARTTLS fallback mode is
 	// next-retry or next-retry-any.
 	PreferPlain bool
+	// The client that sent the message, its HELO name, and the address
+	// it connected to (Envelope).
+	ClientIP netip.Addr
+	Helo     string
+	Server   netip.AddrPort
 }
 
 // Status is the outcome of a delivery attempt for one recipient.

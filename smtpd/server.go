@@ -102,6 +102,10 @@ type Options struct {
 	// Auth checks SMTP AUTH credentials and throttles failures (nil: a
 	// mailauth.Checker of the server's own with its defaults).
 	Auth *mailauth.Checker
+	// Hidden, when set, reports whether the appliance stays out of the
+	// trace of a message (transparent mode's hidden box): it then adds
+	// no Received header.
+	Hidden func(c *config.Config, env *queue.Envelope) bool
 	// SpoolDir holds messages larger than 1 MiB while they are received
 	// and checked, before they go to the queue ("" = os.TempDir()).
 	SpoolDir string

@@ -529,9 +529,16 @@ func (s *session) Data(r io.Reader) error {
 		return &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: "Ok: queued as " + msgID}
 	}
 	now := s.srv.o.Now()
-	hdr := s.received(msgID, tx.rcpts, now)
 	env := queue.Envelope{From: tx.from, Recipients: tx.rcpts, Classifiers: tx.classes, SessionID: s.id, ClientIP: s.ip, Helo: s.helo(),
 		AuthUser: s.authUser, TLS: s.tlsEnv, Received: now}
+	if a, ok := s.raw.LocalAddr().(*net.TCPAddr); ok {
+		ap := a.AddrPort()
+		env.Server = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+	}
+	hdr := ""
+	if s.srv.o.Hidden == nil || !s.srv.o.Hidden(s.cfg, &env) {
+		hdr = s.received(msgID, tx.rcpts, now)
+	}
 	body, err := sp.Reader()
 	if err != nil {
 		s.event("error", "message %s from %s: spool: %v", msgID, s.client(), err)

@@ -158,7 +158,9 @@ func (p *inPath) swaks(args ...string) (string, int) {
 // with proxy, the same session to the server's own address is picked up
 // by the appliance (its greeting, its history, one event line), the mail
 // queued and relayed to the domain's server, plain and with STARTTLS on
-// both legs; with drop, the connection is dropped. Stopping the
+// both legs; with hide-transparent-box, the server sees the client's
+// address and HELO name and no trace of the appliance; with drop, the
+// connection is dropped. Stopping the
 // appliance removes its rules.
 func TestTransparentModeRelay(t *testing.T) {
 	p := startInPath(t)
@@ -206,7 +208,24 @@ func TestTransparentModeRelay(t *testing.T) {
 		t.Fatalf("history lacks the picked-up sessions:\n%s", h)
 	}
 	if ev := p.cli("", "diagnose log event 50"); !strings.Contains(ev, "picked up SMTP session on port2 from 192.0.2.10:") ||
-		!strings.Contains(ev, "to "+tpServer+":25: relay") || !strings.Contains(ev, "interception rules: eth1 tcp/25 to "+tpServer+"/32: intercept") {
+		!strings.Contains(ev, "to "+tpServer+":25: relay, incoming for example.com") || !strings.Contains(ev, "interception rules: eth1 tcp/25 to "+tpServer+"/32: intercept") {
+		t.Fatalf("events:\n%s", ev)
+	}
+
+	// Hidden: the server sees the client's address and HELO, and no
+	// Received line of the appliance.
+	p.cli(strings.Join([]string{"config domain", "edit example.com", "set hide-transparent-box enable", "next", "end"}, "\n") + "\n")
+	if out, code := p.swaks("--ehlo", "pc1.client.example", "--header", "Subject: hidden"); code != 0 || strings.Contains(out, "220 mail.example.com ESMTP") {
+		t.Fatalf("hidden: %d\n%s", code, out)
+	}
+	msg, err = p.sink.WaitMessage("Subject: hidden", 30*time.Second)
+	if err != nil {
+		t.Fatalf("the hidden message: %v\n%s\n%s", err, p.cli("", "diagnose mailqueue list"), p.cli("", "diagnose log event 30"))
+	}
+	if !strings.Contains(msg, "Received: from pc1.client.example (unknown [192.0.2.10])") || strings.Contains(msg, "mailgate") || strings.Contains(msg, "198.51.100.1") {
+		t.Fatalf("the hidden message's trace:\n%s", msg)
+	}
+	if ev := p.cli("", "diagnose log event 10"); !strings.Contains(ev, "incoming for example.com, hidden") {
 		t.Fatalf("events:\n%s", ev)
 	}
 

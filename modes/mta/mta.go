@@ -62,6 +62,12 @@ type Options struct {
 	// Listen opens the SMTP, SMTPS and submission listeners (nil:
 	// net.Listen); transparent mode's also accept intercepted connections.
 	Listen func(network, addr string) (net.Listener, error)
+	// Source and Hidden keep the appliance out of a message's path
+	// (transparent mode's hidden box): deliveries connect from the
+	// client's address, and no Received header names the appliance (see
+	// delivery.Options.Source, smtpd.Options.Hidden).
+	Source func(job *queue.Job) (delivery.Source, bool)
+	Hidden func(c *config.Config, env *queue.Envelope) bool
 	// Auth checks SMTP AUTH logins; a mode that has other login services
 	// shares its checker (and so its lockouts and cache) with them. nil:
 	// one of the core's own.
@@ -111,6 +117,7 @@ func Start(o Options) (*MTA, error) {
 		Log:      func(line string) { logs.Logf(eventlog.Information, "delivery", "%s", line) },
 		MXPort:   o.MXPort,
 		Unseal:   func(token string) ([]byte, error) { return m.svc.Env().Open(token) },
+		Source:   o.Source,
 	})
 	var deliverer queue.Deliverer = m.dlv
 	if o.Deliverer != nil {
@@ -158,6 +165,7 @@ func Start(o Options) (*MTA, error) {
 	m.smtp = smtpd.New(smtpd.Options{
 		Config:         cfg,
 		CheckRecipient: o.CheckRecipient,
+		Hidden:         o.Hidden,
 		Certs:          m.svc.Certificates(),
 		Queue:          m.q,
 		LookupAddr: func(ctx context.Context, ip netip.Addr) (string, error) {

@@ -15,6 +15,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/netip"
 	"os"
@@ -24,10 +25,12 @@ import (
 	"time"
 
 	"mailgate/config"
+	"mailgate/delivery"
 	"mailgate/eventlog"
 	"mailgate/intercept"
 	"mailgate/modes/mta"
 	"mailgate/policy"
+	"mailgate/queue"
 )
 
 // Port is the SMTP port transparent mode picks up.
@@ -49,12 +52,16 @@ type Options struct {
 // Mode is running transparent mode.
 type Mode struct {
 	*mta.MTA
-	opt  Options
-	mgr  *intercept.Manager
-	own  bool // mgr was opened here
-	mu   sync.Mutex
-	spec intercept.Spec
-	logs *eventlog.Log
+	opt   Options
+	mgr   *intercept.Manager
+	own   bool // mgr was opened here
+	mu    sync.Mutex
+	spec  intercept.Spec
+	spoof *intercept.Spoofer
+	// servers are the protected domains' server addresses, with their
+	// domains, as the rules were last made.
+	servers map[netip.Addr][]string
+	logs    *eventlog.Log
 }
 
 // Start checks that the kernel has what interception needs, turns on
@@ -88,9 +95,12 @@ func Start(o Options) (*Mode, error) {
 			return nil, fmt.Errorf("transparent mode routes between its ports: %w", err)
 		}
 	}
+	m.spoof = m.mgr.Spoofer()
 	core := o.Options
 	core.Mode = "transparent"
 	core.Listen = m.listen
+	core.Source = m.source
+	core.Hidden = m.hidden
 	var err error
 	if m.MTA, err = mta.Start(core); err != nil {
 		m.closeManager()
@@ -135,6 +145,7 @@ func (m *Mode) applyRules(c *config.Config) error {
 	if err := m.mgr.Apply(spec); err != nil {
 		return fmt.Errorf("interception rules: %w", err)
 	}
+	m.servers = servers
 	if !slices.Equal(spec.Rules, m.spec.Rules) {
 		m.spec = spec
 		desc := make([]string, len(spec.Rules))
@@ -176,35 +187,85 @@ func (m *Mode) closeManager() {
 	}
 }
 
+// pickedUp reports whether server, the address a client connected to,
+// is another server's: the session was picked up.
+func pickedUp(server netip.AddrPort) bool {
+	return server.IsValid() && !server.Addr().IsLoopback() && !ownAddress(server.Addr())
+}
+
+// hideDomain reports whether domain is protected with
+// hide-transparent-box.
+func hideDomain(c *config.Config, domain string) bool {
+	domain = strings.TrimSuffix(domain, ".")
+	for _, d := range c.Domain {
+		if strings.EqualFold(d.Name, domain) {
+			return d.HideBox
+		}
+	}
+	return false
+}
+
+// hidden: no Received header for a picked-up message whose every
+// recipient is in a domain that hides the appliance.
+func (m *Mode) hidden(c *config.Config, env *queue.Envelope) bool {
+	if !pickedUp(env.Server) || len(env.Recipients) == 0 {
+		return false
+	}
+	for _, r := range env.Recipients {
+		_, domain, _ := strings.Cut(r, "@")
+		if !hideDomain(c, domain) {
+			return false
+		}
+	}
+	return true
+}
+
+// source: the delivery of a picked-up message to a domain that hides the
+// appliance connects from the client's address with its HELO name.
+func (m *Mode) source(job *queue.Job) (delivery.Source, bool) {
+	c, _ := m.opt.Service.Config()
+	if !job.ClientIP.IsValid() || !pickedUp(job.Server) || !hideDomain(c, job.Domain) {
+		return delivery.Source{}, false
+	}
+	helo := job.Helo
+	if helo == "" {
+		helo = "[" + job.ClientIP.String() + "]"
+	}
+	client := job.ClientIP
+	return delivery.Source{Addr: client, Helo: helo, Dial: func(ctx context.Context, dst netip.AddrPort) (net.Conn, error) {
+		return m.spoof.Dial(ctx, client, dst)
+	}}, true
+}
+
 // Rules describes the installed interception, for diagnose.
 func (m *Mode) Rules() ([]string, error) { return m.mgr.Rules() }
 
 // protectedServers resolves the servers of the protected domains
-// (smtp-server, fallback-host) to their addresses.
-func protectedServers(ctx context.Context, c *config.Config, resolve func(context.Context, string) ([]netip.Addr, error)) ([]netip.Addr, error) {
-	var out []netip.Addr
+// (smtp-server, fallback-host): each address, with the domains it serves.
+func protectedServers(ctx context.Context, c *config.Config, resolve func(context.Context, string) ([]netip.Addr, error)) (map[netip.Addr][]string, error) {
+	out := map[netip.Addr][]string{}
 	var errs []error
 	for _, d := range c.Domain {
 		for _, host := range []string{d.SMTPServer, d.FallbackHost} {
 			if host == "" {
 				continue
 			}
+			addrs := []netip.Addr{}
 			if a, err := netip.ParseAddr(strings.Trim(host, "[]")); err == nil {
-				out = append(out, a.Unmap())
-				continue
-			}
-			addrs, err := resolve(ctx, host)
-			if err != nil || len(addrs) == 0 {
+				addrs = append(addrs, a)
+			} else if addrs, err = resolve(ctx, host); err != nil || len(addrs) == 0 {
 				errs = append(errs, fmt.Errorf("the server %s of protected domain %s has no address (%v): its connections cannot be told from outgoing ones", host, d.Name, err))
 				continue
 			}
 			for _, a := range addrs {
-				out = append(out, a.Unmap())
+				a = a.Unmap()
+				if !slices.Contains(out[a], d.Name) {
+					out[a] = append(out[a], d.Name)
+				}
 			}
 		}
 	}
-	slices.SortFunc(out, func(a, b netip.Addr) int { return a.Compare(b) })
-	return slices.Compact(out), errors.Join(errs...)
+	return out, errors.Join(errs...)
 }
 
 // kernelNames maps the configuration's port names to the kernel's
@@ -238,7 +299,8 @@ func action(mode string) intercept.Action {
 // not pass-through both ways, first a rule per protected server address
 // (proxy-smtp-in-mode), then one for every other destination
 // (proxy-smtp-out-mode). names maps port names to kernel interfaces.
-func Spec(c *config.Config, names map[string]string, servers []netip.Addr) (intercept.Spec, error) {
+func Spec(c *config.Config, names map[string]string, servers map[netip.Addr][]string) (intercept.Spec, error) {
+	addrs := slices.SortedFunc(maps.Keys(servers), func(a, b netip.Addr) int { return a.Compare(b) })
 	var spec intercept.Spec
 	var errs []error
 	for _, ifc := range c.System.Interface {
@@ -252,7 +314,7 @@ func Spec(c *config.Config, names map[string]string, servers []netip.Addr) (inte
 			continue
 		}
 		if in != out {
-			for _, a := range servers {
+			for _, a := range addrs {
 				spec.Rules = append(spec.Rules, intercept.Rule{Iface: kname, Port: Port, To: netip.PrefixFrom(a, a.BitLen()), Action: in})
 			}
 		}
@@ -288,7 +350,7 @@ func (l *loggedListener) Accept() (net.Conn, error) {
 // of the appliance's own addresses.
 func (m *Mode) logSession(c net.Conn) {
 	dst := intercept.OriginalDestination(c)
-	if !dst.IsValid() || dst.Addr().IsLoopback() || ownAddress(dst.Addr()) {
+	if !pickedUp(dst) {
 		return
 	}
 	client := netip.AddrPort{}
@@ -304,7 +366,18 @@ func (m *Mode) logSession(c net.Conn) {
 			}
 		}
 	}
-	m.logs.Logf(eventlog.Information, "transparent", "picked up SMTP session on %s from %s to %s: relay", port, client, dst)
+	cfg, _ := m.opt.Service.Config()
+	m.mu.Lock()
+	domains := m.servers[dst.Addr()]
+	m.mu.Unlock()
+	how := "outgoing"
+	if len(domains) > 0 {
+		how = "incoming for " + strings.Join(domains, ", ")
+		if slices.ContainsFunc(domains, func(d string) bool { return hideDomain(cfg, d) }) {
+			how += ", hidden"
+		}
+	}
+	m.logs.Logf(eventlog.Information, "transparent", "picked up SMTP session on %s from %s to %s: relay, %s", port, client, dst, how)
 }
 
 func ownAddress(a netip.Addr) bool {
