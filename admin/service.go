@@ -47,7 +47,10 @@ type Service struct {
 	cur   *config.Config
 	rev   uint64
 	subs  []func(*config.Config)
+	check func(*config.Config) error // SetCommitCheck
 	queue MailQueue
+	// interception is transparent mode's, while it runs.
+	interception Interception
 	// formatFrom[n] is the first revision stored in format n+1 or later
 	// (n = 1, 2: formats 2 and 3); older ones are read through
 	// config.Migrate.
@@ -282,6 +285,15 @@ func (s *Service) Update(user, comment string, fn func(*config.Config) error) er
 	return s.commitUnlock(user, comment, c)
 }
 
+// SetCommitCheck adds a check every configuration must pass to be
+// committed, beside its validation: what the running system can do (the
+// kernel features transparent mode needs).
+func (s *Service) SetCommitCheck(fn func(*config.Config) error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.check = fn
+}
+
 // commitUnlock commits with s.mu held, releases it, then tells subscribers.
 func (s *Service) commitUnlock(user, comment string, c *config.Config) error {
 	err := s.commitLocked(user, comment, c)
@@ -299,6 +311,11 @@ func (s *Service) commitUnlock(user, comment string, c *config.Config) error {
 func (s *Service) commitLocked(user, comment string, c *config.Config) error {
 	if err := config.Validate(c, s.env); err != nil {
 		return err
+	}
+	if s.check != nil {
+		if err := s.check(c); err != nil {
+			return err
+		}
 	}
 	renamed, err := s.renameFactory(c)
 	if err != nil {

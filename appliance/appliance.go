@@ -114,6 +114,7 @@ func Start(opt Options) (*Appliance, error) {
 		a.closeStores()
 		return nil, err
 	}
+	a.svc.SetCommitCheck(transparent.Check)
 	a.svc.Reboot = func() {
 		select {
 		case a.reboot <- struct{}{}:

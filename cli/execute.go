@@ -63,6 +63,9 @@ func init() {
 			{name: "retry", help: "Attempt delivery now.", args: "<id>|all", run: (*Session).queueRetry, writes: true},
 			{name: "delete", help: "Delete a message from the queue.", args: "<id>", run: (*Session).queueDelete, writes: true},
 		}},
+		{name: "system", help: "The system.", sub: []spec{
+			{name: "transparent", help: "Transparent mode's connection pick-up: kernel features, rules, counters, sessions.", run: (*Session).transparentStatus},
+		}},
 		{name: "certificate", help: "Describe a certificate.", sub: []spec{
 			{name: "local", help: "A server certificate.", args: "<name>", run: (*Session).certInfo},
 			{name: "ca", help: "A CA certificate.", args: "<name>", run: (*Session).caInfo},

@@ -229,10 +229,22 @@ func TestTransparentModeRelay(t *testing.T) {
 		t.Fatalf("events:\n%s", ev)
 	}
 
+	status := p.cli("", "diagnose system transparent")
+	for _, want := range []string{"transparent sockets (IP_TRANSPARENT): ok", "eth1 tcp/25 to " + tpServer + "/32: intercept",
+		"iif eth1 tcp dport 25 to " + tpServer + "/32 lookup interception", "sessions picked up since start: 3 incoming, 0 outgoing"} {
+		if !strings.Contains(status, want) {
+			t.Fatalf("diagnose system transparent lacks %q:\n%s", want, status)
+		}
+	}
+
 	// drop: the connection goes nowhere.
 	p.cli(strings.Join([]string{"config system interface", "edit port2", "set proxy-smtp-in-mode drop", "next", "end"}, "\n") + "\n")
 	if out, code := p.swaks("--header", "Subject: dropped"); code == 0 || strings.Contains(out, "220 ") {
 		t.Fatalf("drop: %d\n%s", code, out)
+	}
+
+	if status := p.cli("", "diagnose system transparent"); !strings.Contains(status, "dropped eth1:25: ") || strings.Contains(status, "dropped eth1:25: 0 packets") {
+		t.Fatalf("the drop rule counted nothing:\n%s", status)
 	}
 
 	p.stop()

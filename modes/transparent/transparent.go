@@ -22,6 +22,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"mailgate/config"
@@ -61,6 +62,9 @@ type Mode struct {
 	// servers are the protected domains' server addresses, with their
 	// domains, as the rules were last made.
 	servers map[netip.Addr][]string
+	// picked counts the picked-up sessions since start: incoming,
+	// outgoing.
+	picked [2]atomic.Uint64
 	logs    *eventlog.Log
 }
 
@@ -110,7 +114,25 @@ func Start(o Options) (*Mode, error) {
 		m.Close()
 		return nil, err
 	}
+	o.Service.SetInterception(m)
 	return m, nil
+}
+
+// Check refuses a transparent-mode configuration that picks up or drops
+// connections when the kernel lacks a feature that needs, naming it: mail
+// is never passed through unseen because a rule could not be installed.
+func Check(c *config.Config) error {
+	if c.System.Global.OperationMode != "transparent" || !slices.ContainsFunc(c.System.Interface, func(ifc config.Interface) bool {
+		return ifc.ProxySMTPInMode != "pass-through" || ifc.ProxySMTPOutMode != "pass-through"
+	}) {
+		return nil
+	}
+	mgr, err := intercept.Open()
+	if err != nil {
+		return fmt.Errorf("transparent mode needs the kernel's routing rules and nftables (netlink): %w", err)
+	}
+	defer mgr.Close()
+	return intercept.Missing(mgr.Probe())
 }
 
 func pick(override, configured int) int {
@@ -170,6 +192,7 @@ func (m *Mode) resolve(ctx context.Context, host string) ([]netip.Addr, error) {
 // Close removes the interception rules (connections then pass through),
 // then stops the mail transfer core.
 func (m *Mode) Close() error {
+	m.opt.Service.SetInterception(nil)
 	m.mu.Lock()
 	err := m.mgr.Remove()
 	m.mu.Unlock()
@@ -237,8 +260,49 @@ func (m *Mode) source(job *queue.Job) (delivery.Source, bool) {
 	}}, true
 }
 
-// Rules describes the installed interception, for diagnose.
-func (m *Mode) Rules() ([]string, error) { return m.mgr.Rules() }
+// Status describes the interception for `diagnose system transparent`:
+// the kernel features, the rules as configured and as installed, the
+// counters, the sessions picked up.
+func (m *Mode) Status() (string, error) {
+	var b strings.Builder
+	b.WriteString("kernel features:\n")
+	for _, f := range m.mgr.Probe() {
+		state := "ok"
+		if f.Err != nil {
+			state = "missing: " + f.Err.Error()
+		}
+		fmt.Fprintf(&b, "    %s: %s\n", f.Name, state)
+	}
+	m.mu.Lock()
+	spec := m.spec
+	m.mu.Unlock()
+	b.WriteString("pick-up (first match decides):\n")
+	if len(spec.Rules) == 0 {
+		b.WriteString("    none: every connection passes through\n")
+	}
+	for _, r := range spec.Rules {
+		fmt.Fprintf(&b, "    %s\n", r)
+	}
+	rules, err := m.mgr.Rules()
+	if err != nil {
+		return b.String(), err
+	}
+	b.WriteString("routing rules:\n")
+	for _, r := range rules {
+		fmt.Fprintf(&b, "    %s\n", r)
+	}
+	cnt, err := m.mgr.Counters()
+	if err != nil {
+		return b.String(), err
+	}
+	b.WriteString("counters:\n")
+	for _, k := range slices.Sorted(maps.Keys(cnt.Dropped)) {
+		fmt.Fprintf(&b, "    dropped %s: %d packets\n", k, cnt.Dropped[k])
+	}
+	fmt.Fprintf(&b, "    replies to connections from clients' addresses: %d packets\n", cnt.Returned)
+	fmt.Fprintf(&b, "sessions picked up since start: %d incoming, %d outgoing\n", m.picked[0].Load(), m.picked[1].Load())
+	return b.String(), nil
+}
 
 // protectedServers resolves the servers of the protected domains
 // (smtp-server, fallback-host): each address, with the domains it serves.
@@ -371,7 +435,10 @@ func (m *Mode) logSession(c net.Conn) {
 	domains := m.servers[dst.Addr()]
 	m.mu.Unlock()
 	how := "outgoing"
-	if len(domains) > 0 {
+	if len(domains) == 0 {
+		m.picked[1].Add(1)
+	} else {
+		m.picked[0].Add(1)
 		how = "incoming for " + strings.Join(domains, ", ")
 		if slices.ContainsFunc(domains, func(d string) bool { return hideDomain(cfg, d) }) {
 			how += ", hidden"
