@@ -65,7 +65,7 @@ type Mode struct {
 	// picked counts the picked-up sessions since start: incoming,
 	// outgoing.
 	picked [2]atomic.Uint64
-	logs    *eventlog.Log
+	logs   *eventlog.Log
 }
 
 // Start checks that the kernel has what interception needs, turns on
